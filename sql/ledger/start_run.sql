@@ -1,0 +1,4 @@
+-- Opens a run in load_runs. $1 source, $2 companies file, $3 change basis. Returns its id.
+INSERT INTO load_runs (source, companies_file, change_basis, status)
+VALUES ($1, $2, $3, 'running')
+RETURNING id

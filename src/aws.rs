@@ -1,0 +1,116 @@
+//! AWS clients, built in one place from the standard configuration chain (credentials, AWS_REGION,
+//! AWS_PROFILE, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>) and passed to whoever needs them.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+
+/// How to reach AWS; all optional, the defaults follow the AWS conventions.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    /// Endpoint for S3-compatible stores (`--s3-endpoint`); path-style addressing is used with it.
+    pub s3_endpoint: Option<String>,
+    /// Use virtual-hosted-style addressing even with a custom endpoint.
+    pub s3_virtual_hosted: bool,
+}
+
+/// The loaded AWS configuration and the S3 client every S3 location shares.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    /// The shared SDK configuration (region, credentials, endpoint overrides).
+    pub config: SdkConfig,
+    /// The S3 client.
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl Aws {
+    /// Loads the configuration chain. When no region is configured anywhere, us-east-1 is used.
+    pub async fn load(options: &AwsOptions) -> Aws {
+        // ring rather than aws-lc: no C/CMake build, and it cross-compiles for old glibc.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let region = aws_config::meta::region::RegionProviderChain::default_provider()
+            .or_else(Region::new("us-east-1"));
+        let loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .region(region);
+        let config = loader.load().await;
+        let s3 = s3_client(&config, options);
+        Aws { config, s3 }
+    }
+
+    /// An SNS client on the same configuration.
+    pub fn sns(&self) -> aws_sdk_sns::Client {
+        aws_sdk_sns::Client::new(&self.config)
+    }
+
+    /// An SQS client on the same configuration.
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.config)
+    }
+
+    /// A Data Pipeline client on the same configuration.
+    pub fn datapipeline(&self) -> aws_sdk_datapipeline::Client {
+        aws_sdk_datapipeline::Client::new(&self.config)
+    }
+}
+
+fn s3_client(config: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
+    let mut builder = aws_sdk_s3::config::Builder::from(config);
+    let env_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    if let Some(endpoint) = &options.s3_endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    if options.s3_endpoint.is_some() || env_endpoint {
+        // S3-compatible stores and emulators rarely have wildcard DNS for virtual-hosted buckets,
+        // and several do not accept the SDK's default aws-chunked CRC uploads.
+        builder = builder
+            .force_path_style(!options.s3_virtual_hosted)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// The short, credential-free description of an SDK error: the service's error code and message
+/// when it answered (NoSuchBucket, AccessDenied, ...), else the transport problem.
+pub fn describe_sdk_error<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::SdkError;
+    match err {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            match (inner.code(), inner.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_string(),
+                _ => format!("{inner}"),
+            }
+        }
+        SdkError::DispatchFailure(failure) => {
+            if failure.is_io() {
+                "cannot reach the endpoint (connection failed)".to_string()
+            } else if failure.is_timeout() {
+                "the request timed out".to_string()
+            } else {
+                format!("request could not be sent: {:?}", failure.as_other())
+            }
+        }
+        SdkError::TimeoutError(_) => "the request timed out".to_string(),
+        SdkError::ConstructionFailure(_) => "the request could not be built".to_string(),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Connecting to PostgreSQL (DATABASE_URL or the PG* variables, sslmode honoured, the password never
+//! shown), running the refinery migrations, and the advisory lock that serialises runs.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use refinery::{AsyncMigrate, Migration};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+
+use crate::error::{describe_sqlx, Error, Result};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Key of the advisory lock every load takes for its whole transaction: two runs on one database
+/// are serialised, never interleaved. (Arbitrary constant: "stockload" in ASCII, truncated.)
+pub const LOAD_LOCK_KEY: i64 = 0x73746f636b6c6f;
+/// Key of the advisory lock held while migrating.
+pub const MIGRATE_LOCK_KEY: i64 = LOAD_LOCK_KEY + 1;
+
+/// How to reach the database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    options: PgConnectOptions,
+    connect_timeout: Duration,
+}
+
+impl Db {
+    /// From a URL (`postgres://user:pass@host:port/db?sslmode=require`), or when `url` is None from
+    /// the standard PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, ...).
+    /// `work_mem` is applied to every session: it sizes the window sort and the staging buffers.
+    pub fn new(url: Option<&str>, work_mem: &str, connect_timeout: Duration) -> Result<Db> {
+        let options = match url {
+            Some(url) => PgConnectOptions::from_str(url).map_err(|_| {
+                Error::Config(
+                    "the database URL is not valid: expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=...]"
+                        .into(),
+                )
+            })?,
+            None => PgConnectOptions::new(),
+        };
+        let options = options
+            .application_name("stockload")
+            .options([("work_mem", work_mem), ("temp_buffers", work_mem)])
+            .log_statements(tracing::log::LevelFilter::Trace);
+        Ok(Db {
+            options,
+            connect_timeout,
+        })
+    }
+
+    /// The server as shown to users: user, host, port and database, never the password.
+    pub fn display(&self) -> String {
+        let o = &self.options;
+        let host = match o.get_socket() {
+            Some(socket) => socket.display().to_string(),
+            None => o.get_host().to_string(),
+        };
+        format!(
+            "postgres://{}@{}:{}/{}",
+            o.get_username(),
+            host,
+            o.get_port(),
+            o.get_database().unwrap_or(o.get_username())
+        )
+    }
+
+    /// Opens one connection.
+    pub async fn connect(&self) -> Result<PgConnection> {
+        let connecting = self.options.connect();
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(err)) => Err(Error::Connect {
+                target: self.display(),
+                reason: describe_sqlx(&err),
+            }),
+            Err(_) => Err(Error::Connect {
+                target: self.display(),
+                reason: format!("no answer within {:?}", self.connect_timeout),
+            }),
+        }
+    }
+}
+
+/// Applies the embedded migrations (idempotent). Concurrent callers wait for each other.
+/// Returns the names of the migrations applied now.
+pub async fn migrate(conn: &mut PgConnection) -> Result<Vec<String>> {
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATE_LOCK_KEY)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("waiting for the migration lock", e))?;
+    let result = embedded::migrations::runner()
+        .run_async(&mut RefineryConnection(&mut *conn))
+        .await;
+    let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATE_LOCK_KEY)
+        .execute(&mut *conn)
+        .await;
+    let report = result.map_err(|err| Error::Migration(err.to_string()))?;
+    unlock.map_err(|e| Error::database("releasing the migration lock", e))?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect())
+}
+
+/// refinery has no sqlx driver; this adapter lets its runner use our sqlx connection, so
+/// migrations get the same TLS settings, sslmode and password handling as the load. The
+/// bookkeeping table (`refinery_schema_history`) and its queries are refinery's own, so the
+/// `refinery migrate` CLI sees the same history.
+struct RefineryConnection<'c>(&'c mut PgConnection);
+
+impl refinery_core::traits::r#async::AsyncTransaction for RefineryConnection<'_> {
+    type Error = sqlx::Error;
+
+    fn execute<'a, T: Iterator<Item = &'a str> + Send + 'a>(
+        &'a mut self,
+        queries: T,
+    ) -> impl std::future::Future<Output = Result<usize, Self::Error>> + Send + 'a {
+        async move {
+            let mut tx = self.0.begin().await?;
+            let mut count = 0;
+            for query in queries {
+                sqlx::raw_sql(AssertSqlSafe(query.to_string()))
+                    .execute(&mut *tx)
+                    .await?;
+                count += 1;
+            }
+            tx.commit().await?;
+            Ok(count)
+        }
+    }
+}
+
+impl refinery_core::traits::r#async::AsyncQuery<Vec<Migration>> for RefineryConnection<'_> {
+    fn query<'a>(
+        &'a mut self,
+        query: &'a str,
+    ) -> impl std::future::Future<Output = Result<Vec<Migration>, Self::Error>> + Send + 'a {
+        async move {
+            let rows = sqlx::raw_sql(AssertSqlSafe(query.to_string()))
+                .fetch_all(&mut *self.0)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let applied_on: String = row.try_get(2)?;
+                    let checksum: String = row.try_get(3)?;
+                    let decode = |what: &str| sqlx::Error::Decode(what.to_string().into());
+                    Ok(Migration::applied(
+                        row.try_get(0)?,
+                        row.try_get(1)?,
+                        time::OffsetDateTime::parse(
+                            &applied_on,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .map_err(|_| decode("refinery_schema_history.applied_on"))?,
+                        checksum
+                            .parse()
+                            .map_err(|_| decode("refinery_schema_history.checksum"))?,
+                    ))
+                })
+                .collect()
+        }
+    }
+}
+
+impl AsyncMigrate for RefineryConnection<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_never_shows_the_password() {
+        let db = Db::new(
+            Some("postgres://alice:s3cret-pw@db.example.com:6543/stocks?sslmode=require"),
+            "64MB",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(db.display(), "postgres://alice@db.example.com:6543/stocks");
+        let err = Db::new(Some("postgres://alice:s3cret-pw@[bad"), "64MB", Duration::ZERO)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}

@@ -1,0 +1,260 @@
+//! A private, throwaway PostgreSQL cluster (initdb + pg_ctl in a temporary folder, loopback only)
+//! for `stockload demo`, the tests and the benchmark. Removed when dropped — and, through a small
+//! watcher process that waits for our end of a pipe to close, also when this process dies.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::error::{Error, Result};
+
+/// A running throwaway cluster.
+pub struct TempCluster {
+    dir: PathBuf,
+    port: u16,
+    password: String,
+    watcher: Option<Child>,
+}
+
+/// The superuser of throwaway clusters.
+pub const SUPERUSER: &str = "stockload";
+
+impl TempCluster {
+    /// initdb + start on a free loopback port. `settings` are extra `-c name=value` server settings.
+    pub fn start(settings: &[(&str, &str)]) -> Result<TempCluster> {
+        let bin = bin_dir()?;
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("stockload-pg-")
+            .tempdir()
+            .map_err(|e| Error::Cluster(format!("cannot create a temporary folder: {e}")))?
+            .keep();
+        let cleanup_on_error = |err: Error| {
+            let _ = std::fs::remove_dir_all(&dir);
+            err
+        };
+        let password = random_password();
+        let pwfile = dir.join("pwfile");
+        std::fs::write(&pwfile, format!("{password}\n"))
+            .map_err(|e| cleanup_on_error(Error::Cluster(format!("cannot write pwfile: {e}"))))?;
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status();
+            if !status.is_ok_and(|s| s.success()) {
+                return Err(cleanup_on_error(Error::Cluster(
+                    "running as root, but cannot hand the folder to the postgres user".into(),
+                )));
+            }
+        }
+        let data = dir.join("data");
+        run(
+            pg_command(&bin, "initdb", as_postgres)
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", SUPERUSER, "--auth=scram-sha-256", "--encoding=UTF8"])
+                .args(["--locale=C", "--no-sync"])
+                .arg(format!("--pwfile={}", pwfile.display())),
+            "initdb",
+        )
+        .map_err(cleanup_on_error)?;
+        let _ = std::fs::remove_file(&pwfile);
+
+        let port = free_port().map_err(cleanup_on_error)?;
+        let mut options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{}'",
+            dir.display()
+        );
+        for (name, value) in settings {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
+        run(
+            pg_command(&bin, "pg_ctl", as_postgres)
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(dir.join("server.log"))
+                .args(["-w", "-t", "60", "-o", &options, "start"]),
+            "pg_ctl start",
+        )
+        .map_err(cleanup_on_error)?;
+
+        let watcher = spawn_watcher(&bin, &dir, as_postgres);
+        Ok(TempCluster {
+            dir,
+            port,
+            password,
+            watcher,
+        })
+    }
+
+    /// URL of database `name` on this cluster (with the superuser's password).
+    pub fn url(&self, name: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{name}",
+            self.password, self.port
+        )
+    }
+
+    /// The superuser's password (tests check it never leaks).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server log, for diagnosing failures.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// Creates an empty database.
+    pub async fn create_database(&self, name: &str) -> Result<()> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .map_err(|e| Error::database("connecting to the throwaway cluster", e))?;
+        // Identifier, not a value: quoted by hand since CREATE DATABASE takes no bind parameter.
+        let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| Error::database(format!("creating database {name}"), e))?;
+        Ok(())
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        // Closing the watcher's stdin makes it stop the server and remove the folder.
+        if let Some(mut watcher) = self.watcher.take() {
+            drop(watcher.stdin.take());
+            let _ = watcher.wait();
+        }
+    }
+}
+
+fn spawn_watcher(bin: &Path, dir: &Path, as_postgres: bool) -> Option<Child> {
+    let pg_ctl = bin.join("pg_ctl");
+    let data = dir.join("data");
+    let stop = if as_postgres {
+        format!(
+            "runuser -u postgres -- '{}' -D '{}' -m immediate stop",
+            pg_ctl.display(),
+            data.display()
+        )
+    } else {
+        format!("'{}' -D '{}' -m immediate stop", pg_ctl.display(), data.display())
+    };
+    let script = format!(
+        "read _ignored; {stop} >/dev/null 2>&1; rm -rf '{}'",
+        dir.display()
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    // Nothing is ever written: EOF (our exit or drop) is the signal.
+    let _ = child.stdin.as_mut().map(|stdin| stdin.flush());
+    Some(child)
+}
+
+fn pg_command(bin: &Path, program: &str, as_postgres: bool) -> Command {
+    let path = bin.join(program);
+    let mut command = if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(path);
+        c
+    } else {
+        Command::new(path)
+    };
+    command.stdin(Stdio::null()).env_remove("PGDATA");
+    command
+}
+
+fn run(command: &mut Command, what: &str) -> Result<()> {
+    let output = command
+        .output()
+        .map_err(|e| Error::Cluster(format!("cannot run {what}: {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Cluster(format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        )))
+    }
+}
+
+/// Finds PostgreSQL's server programs: `pg_config --bindir`, the PATH, then Debian's folders.
+fn bin_dir() -> Result<PathBuf> {
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Ok(dir);
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("initdb").exists() && dir.join("pg_ctl").exists() {
+                return Ok(std::fs::canonicalize(dir.join("initdb"))
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .unwrap_or(dir));
+            }
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .into_iter()
+        .rev()
+        .find(|dir| dir.join("initdb").exists())
+        .ok_or_else(|| {
+            Error::Cluster(
+                "initdb and pg_ctl were not found (looked at pg_config --bindir, PATH and \
+                 /usr/lib/postgresql/*/bin): install PostgreSQL, e.g. apt-get install postgresql"
+                    .into(),
+            )
+        })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn free_port() -> Result<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| Error::Cluster(format!("cannot find a free port: {e}")))
+}
+
+fn random_password() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.write_u32(std::process::id());
+    format!("pw{:016x}", hasher.finish())
+}

@@ -1,0 +1,111 @@
+//! The run ledger: load_runs (one row per attempted run), load_rejects (filled by
+//! `sql/record_rejects.sql`) and processed_markers. Queries live in `sql/ledger/`.
+
+use sqlx::{PgConnection, Row};
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::load::Summary;
+use crate::plan::Plan;
+
+/// Opens the run's load_runs row and passes the run id and change basis to the scripts as
+/// transaction-local settings (`stockload.run_id`, `stockload.change_basis`).
+pub async fn start_run(conn: &mut PgConnection, plan: &Plan) -> Result<i64> {
+    let row = sqlx::query(include_str!("../sql/ledger/start_run.sql"))
+        .bind(plan.source.to_string())
+        .bind(plan.companies.to_string())
+        .bind(plan.basis.as_str())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| Error::database("recording the run in load_runs", e))?;
+    let run_id: i64 = row.get(0);
+    sqlx::query("SELECT set_config('stockload.run_id', $1, true), set_config('stockload.change_basis', $2, true)")
+        .bind(run_id.to_string())
+        .bind(plan.basis.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("setting the run parameters", e))?;
+    Ok(run_id)
+}
+
+/// Closes a successful run's row, inside the load transaction.
+pub async fn finish_run(conn: &mut PgConnection, run_id: i64, summary: &Summary) -> Result<()> {
+    let scripts: Vec<String> = summary
+        .scripts
+        .iter()
+        .map(|s| format!("{}:{}", s.name, s.checksum))
+        .collect();
+    sqlx::query(include_str!("../sql/ledger/finish_run.sql"))
+        .bind(run_id)
+        .bind("succeeded")
+        .bind(summary.files_listed as i32)
+        .bind(summary.files_loaded as i32)
+        .bind(summary.files_skipped as i32)
+        .bind(summary.rows_read as i64)
+        .bind(summary.rows_loaded as i64)
+        .bind(summary.rows_rejected as i64)
+        .bind(None::<String>)
+        .bind(scripts.join(" "))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("closing the run in load_runs", e))?;
+    Ok(())
+}
+
+/// Records a failed run on a fresh connection after its transaction rolled back. Best effort:
+/// when the database itself is the problem there is nowhere to record it (the error is still
+/// reported and notified); returns the new run id when it worked.
+pub async fn record_failure(db: &Db, summary: &Summary) -> Option<i64> {
+    let attempt = async {
+        let mut conn = db.connect().await?;
+        let row = sqlx::query(include_str!("../sql/ledger/failed_run.sql"))
+            .bind(&summary.source)
+            .bind(&summary.companies_file)
+            .bind(summary.change_basis.as_str())
+            .bind(summary.files_listed as i32)
+            .bind(summary.files_loaded as i32)
+            .bind(summary.files_skipped as i32)
+            .bind(summary.rows_read as i64)
+            .bind(summary.rows_loaded as i64)
+            .bind(summary.rows_rejected as i64)
+            .bind(summary.error.as_deref())
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| Error::database("recording the failed run", e))?;
+        Ok::<i64, Error>(row.get(0))
+    };
+    match attempt.await {
+        Ok(id) => Some(id),
+        Err(err) => {
+            tracing::warn!("could not record the failed run in load_runs: {err}");
+            None
+        }
+    }
+}
+
+/// True when an earlier committed run already loaded this marker.
+pub async fn marker_done(conn: &mut PgConnection, marker: &str) -> Result<bool> {
+    sqlx::query("SELECT 1 FROM processed_markers WHERE marker = $1")
+        .bind(marker)
+        .fetch_optional(&mut *conn)
+        .await
+        .map(|row| row.is_some())
+        .map_err(|e| Error::database("checking processed_markers", e))
+}
+
+/// Records the marker as loaded by `run_id`, in the load's transaction.
+pub async fn claim_marker(conn: &mut PgConnection, marker: &str, run_id: i64) -> Result<()> {
+    let claimed = sqlx::query(include_str!("../sql/ledger/claim_marker.sql"))
+        .bind(marker)
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| Error::database("recording the marker in processed_markers", e))?;
+    match claimed {
+        Some(_) => Ok(()),
+        None => Err(Error::Database {
+            action: "recording the marker in processed_markers".into(),
+            reason: format!("{marker} was recorded by another run meanwhile"),
+        }),
+    }
+}

@@ -1,0 +1,503 @@
+//! The only place company CSV files are read: one file's bytes in, staging rows out (valid rows,
+//! rejected rows with their reason and raw text, or a single "file skipped" row), already encoded
+//! for `COPY stockload_stage FROM STDIN` in PostgreSQL's text format.
+//!
+//! Nothing is dropped silently: every data line read becomes exactly one staging row, either a
+//! row to load or a reject, so `rows_read = rows_loaded + rows_rejected` holds by construction.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+/// Columns of the CSV header we need, matched case-insensitively; others are ignored.
+pub const REQUIRED_COLUMNS: [&str; 6] = ["Date", "Open", "High", "Low", "Close", "Volume"];
+
+/// What happened to one listed file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The file was not loaded at all.
+    Skipped {
+        /// Why: missing, empty, header only, not UTF-8, missing column.
+        reason: String,
+    },
+    /// The file was read; some rows may have been rejected.
+    Parsed {
+        /// Data lines read (not counting the header and blank lines).
+        rows_read: u64,
+        /// Rows sent to be loaded.
+        rows_valid: u64,
+        /// Rows rejected, each with its reason.
+        rows_rejected: u64,
+    },
+}
+
+/// One parsed file, ready for COPY.
+#[derive(Debug)]
+pub struct ParsedFile {
+    /// company_name of the rows.
+    pub company: String,
+    /// The file as shown to users (path or S3 URI).
+    pub file: String,
+    /// What happened to it.
+    pub outcome: Outcome,
+    /// The staging rows, COPY text format, one per line.
+    pub copy_data: Vec<u8>,
+    /// The CSV line each staging row came from, in `copy_data` order (0 for a skipped file),
+    /// so a COPY error on staging row k can be reported as a line of this file.
+    pub row_lines: Vec<u64>,
+}
+
+/// Parses one company file. `bytes` is `None` when the listed file does not exist.
+pub fn parse_file(company: &str, file: &str, bytes: Option<&[u8]>) -> ParsedFile {
+    let mut out = Output::new(company, file);
+    let outcome = match bytes {
+        None => out.skip("file not found".to_string()),
+        Some(bytes) => match parse_rows(bytes, &mut out) {
+            Ok(counts) => counts,
+            Err(reason) => out.skip(reason),
+        },
+    };
+    ParsedFile {
+        company: company.to_string(),
+        file: file.to_string(),
+        outcome,
+        copy_data: out.data,
+        row_lines: out.lines,
+    }
+}
+
+/// A row that passed validation, kept until the end of its file so a later row with the same
+/// date can supersede it (files are small: well under a few MB each).
+struct ValidRow {
+    line: u64,
+    date: NaiveDate,
+    /// `open\thigh\tlow\tclose\tvolume`, validated, ready for COPY.
+    values: String,
+    raw: String,
+    superseded_by: Option<u64>,
+}
+
+fn parse_rows(bytes: &[u8], out: &mut Output) -> Result<Outcome, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("empty file".to_string());
+    }
+    let text = std::str::from_utf8(bytes).map_err(|err| {
+        format!(
+            "not UTF-8 (invalid byte at offset {})",
+            err.valid_up_to()
+        )
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut record = csv::StringRecord::new();
+
+    let read_record = |reader: &mut csv::Reader<&[u8]>, record: &mut csv::StringRecord| {
+        reader
+            .read_record(record)
+            .map_err(|err| format!("unreadable CSV: {err}"))
+    };
+    if !read_record(&mut reader, &mut record)? {
+        return Err("empty file".to_string());
+    }
+    let columns = header_columns(&record)?;
+    let field_count = record.len();
+
+    let mut valid: Vec<ValidRow> = Vec::new();
+    let mut by_date: HashMap<NaiveDate, usize> = HashMap::new();
+    let (mut rows_read, mut rows_rejected) = (0u64, 0u64);
+    loop {
+        let start = reader.position().byte() as usize;
+        if !read_record(&mut reader, &mut record)? {
+            break;
+        }
+        let end = reader.position().byte() as usize;
+        let line = record.position().map_or(0, |p| p.line());
+        let raw = text[start.min(text.len())..end.min(text.len())]
+            .trim_end_matches(['\r', '\n'])
+            .to_string();
+        rows_read += 1;
+        let at_eof_without_newline = end >= text.len() && !text.ends_with('\n');
+        match validate_row(&record, &columns, field_count, at_eof_without_newline) {
+            Ok((date, values)) => {
+                if let Some(&earlier) = by_date.get(&date) {
+                    valid[earlier].superseded_by = Some(line);
+                }
+                by_date.insert(date, valid.len());
+                valid.push(ValidRow {
+                    line,
+                    date,
+                    values,
+                    raw,
+                    superseded_by: None,
+                });
+            }
+            Err(reason) => {
+                rows_rejected += 1;
+                out.reject(line, &reason, &raw);
+            }
+        }
+    }
+    if rows_read == 0 {
+        return Err("header only: no data rows".to_string());
+    }
+    let mut rows_valid = 0;
+    for row in &valid {
+        match row.superseded_by {
+            Some(later) => {
+                rows_rejected += 1;
+                let reason = format!(
+                    "duplicate date {}: superseded by line {later}",
+                    row.date.format("%Y-%m-%d")
+                );
+                out.reject(row.line, &reason, &row.raw);
+            }
+            None => {
+                rows_valid += 1;
+                out.valid(row.line, row.date, &row.values);
+            }
+        }
+    }
+    Ok(Outcome::Parsed {
+        rows_read,
+        rows_valid,
+        rows_rejected,
+    })
+}
+
+/// Positions of the required columns in the header, in `REQUIRED_COLUMNS` order.
+fn header_columns(header: &csv::StringRecord) -> Result<[usize; 6], String> {
+    let mut positions = [usize::MAX; 6];
+    let mut missing = Vec::new();
+    for (slot, name) in REQUIRED_COLUMNS.iter().enumerate() {
+        match header
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+        {
+            Some(position) => positions[slot] = position,
+            None => missing.push(*name),
+        }
+    }
+    if missing.is_empty() {
+        Ok(positions)
+    } else {
+        let shown: Vec<&str> = header.iter().take(12).collect();
+        Err(format!(
+            "missing required column(s) {} (header: {:?})",
+            missing.join(", "),
+            shown.join(",")
+        ))
+    }
+}
+
+/// Checks one data row; on success returns its date and the COPY text of its five values.
+fn validate_row(
+    record: &csv::StringRecord,
+    columns: &[usize; 6],
+    field_count: usize,
+    at_eof_without_newline: bool,
+) -> Result<(NaiveDate, String), String> {
+    if record.len() != field_count {
+        let what = if at_eof_without_newline && record.len() < field_count {
+            "truncated last line"
+        } else {
+            "wrong field count"
+        };
+        return Err(format!(
+            "{what}: expected {field_count} fields, found {}",
+            record.len()
+        ));
+    }
+    let field = |slot: usize| record.get(columns[slot]).unwrap_or("").trim();
+    let date = parse_date(field(0))?;
+    let mut values = String::with_capacity(64);
+    for (slot, name) in REQUIRED_COLUMNS.iter().enumerate().skip(1).take(4) {
+        let text = field(slot);
+        check_price(name, text)?;
+        values.push_str(text);
+        values.push('\t');
+    }
+    values.push_str(&parse_volume(field(5))?);
+    Ok((date, values))
+}
+
+fn parse_date(text: &str) -> Result<NaiveDate, String> {
+    let b = text.as_bytes();
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    shaped
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| format!("bad date {text:?} in Date (expected YYYY-MM-DD)"))
+}
+
+fn check_price(name: &str, text: &str) -> Result<(), String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{name} is not a number: {text:?}"))?;
+    if !value.is_finite() {
+        return Err(format!("{name} is not finite: {text:?}"));
+    }
+    if value < 0.0 {
+        return Err(format!("{name} is negative: {text:?}"));
+    }
+    Ok(())
+}
+
+/// A volume is a whole, non-negative number of shares; `1200.0` is accepted as `1200`.
+fn parse_volume(text: &str) -> Result<String, String> {
+    if let Ok(volume) = text.parse::<i64>() {
+        return if volume < 0 {
+            Err(format!("Volume is negative: {text:?}"))
+        } else {
+            Ok(volume.to_string())
+        };
+    }
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("Volume is not a number: {text:?}"))?;
+    if !value.is_finite() {
+        Err(format!("Volume is not finite: {text:?}"))
+    } else if value < 0.0 {
+        Err(format!("Volume is negative: {text:?}"))
+    } else if value.fract() != 0.0 {
+        Err(format!("Volume is fractional: {text:?}"))
+    } else if value >= 9.2e18 {
+        Err(format!("Volume is too large: {text:?}"))
+    } else {
+        Ok((value as i64).to_string())
+    }
+}
+
+/// Builds the COPY text of one file's staging rows. Columns, in order: company_name, line,
+/// stock_date, open_value, high_value, low_value, close_value, volume_traded, reject_kind,
+/// reject_reason, source_file, raw_text (see `sql/create_stage.sql`).
+struct Output<'a> {
+    company: &'a str,
+    file: &'a str,
+    data: Vec<u8>,
+    lines: Vec<u64>,
+}
+
+impl<'a> Output<'a> {
+    fn new(company: &'a str, file: &'a str) -> Self {
+        Output {
+            company,
+            file,
+            data: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    fn valid(&mut self, line: u64, date: NaiveDate, values: &str) {
+        escape_copy_text(self.company, &mut self.data);
+        let row = format!(
+            "\t{line}\t{}\t{values}\t\\N\t\\N\t\\N\t\\N\n",
+            date.format("%Y-%m-%d")
+        );
+        self.data.extend_from_slice(row.as_bytes());
+        self.lines.push(line);
+    }
+
+    fn reject(&mut self, line: u64, reason: &str, raw: &str) {
+        escape_copy_text(self.company, &mut self.data);
+        self.data.extend_from_slice(
+            format!("\t{line}\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\trow\t").as_bytes(),
+        );
+        escape_copy_text(reason, &mut self.data);
+        self.data.push(b'\t');
+        escape_copy_text(self.file, &mut self.data);
+        self.data.push(b'\t');
+        escape_copy_text(raw, &mut self.data);
+        self.data.push(b'\n');
+        self.lines.push(line);
+    }
+
+    fn skip(&mut self, reason: String) -> Outcome {
+        // A skip replaces whatever rows were produced before the file was found unusable.
+        self.data.clear();
+        self.lines.clear();
+        escape_copy_text(self.company, &mut self.data);
+        self.data
+            .extend_from_slice(b"\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\tfile\t");
+        escape_copy_text(&reason, &mut self.data);
+        self.data.push(b'\t');
+        escape_copy_text(self.file, &mut self.data);
+        self.data.extend_from_slice(b"\t\\N\n");
+        self.lines.push(0);
+        Outcome::Skipped { reason }
+    }
+}
+
+/// Appends `value` escaped for COPY's text format (backslash, tab, newline, carriage return).
+pub fn escape_copy_text(value: &str, out: &mut Vec<u8>) {
+    for byte in value.bytes() {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            other => out.push(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "Date,Open,High,Low,Close,Volume,OpenInt\n";
+
+    fn parse(text: &[u8]) -> ParsedFile {
+        parse_file("ACME", "Stocks/ACME.csv", Some(text))
+    }
+
+    fn rows(parsed: &ParsedFile) -> Vec<Vec<String>> {
+        String::from_utf8(parsed.copy_data.clone())
+            .unwrap()
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect()
+    }
+
+    #[test]
+    fn valid_rows_become_staging_rows() {
+        let parsed = parse(
+            format!("{HEADER}2017-01-03,1.5,2,1,1.75,1200,0\n2017-01-04,1.75,2.5,1.5,2.25,1300.0,0")
+                .as_bytes(),
+        );
+        assert_eq!(
+            parsed.outcome,
+            Outcome::Parsed {
+                rows_read: 2,
+                rows_valid: 2,
+                rows_rejected: 0
+            }
+        );
+        let rows = rows(&parsed);
+        assert_eq!(rows[0][..8], ["ACME", "2", "2017-01-03", "1.5", "2", "1", "1.75", "1200"]);
+        assert_eq!(rows[1][7], "1300");
+        assert_eq!(rows[1][8], "\\N");
+        assert_eq!(parsed.row_lines, [2, 3]);
+    }
+
+    #[test]
+    fn header_by_name_any_case_with_bom_crlf_and_extra_columns() {
+        let text = "\u{feff}volume,close,Adj Close,LOW,high,open,date\r\n10,4,4,1,5,2,2020-02-29\r\n";
+        let parsed = parse(text.as_bytes());
+        let rows = rows(&parsed);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0][2..8], ["2020-02-29", "2", "5", "1", "4", "10"]);
+    }
+
+    #[test]
+    fn each_bad_row_is_rejected_with_line_reason_and_raw_text() {
+        let cases = [
+            ("2017-02-30,1,1,1,1,1,0", "bad date \"2017-02-30\""),
+            ("17-01-03,1,1,1,1,1,0", "bad date"),
+            ("2017-01-03,abc,1,1,1,1,0", "Open is not a number: \"abc\""),
+            ("2017-01-03,1,inf,1,1,1,0", "High is not finite"),
+            ("2017-01-03,1,1,NaN,1,1,0", "Low is not finite"),
+            ("2017-01-03,1,1,1,-2,1,0", "Close is negative"),
+            ("2017-01-03,1,1,1,1,-5,0", "Volume is negative"),
+            ("2017-01-03,1,1,1,1,1.5,0", "Volume is fractional"),
+            ("2017-01-03,1,1,1,1,0", "wrong field count: expected 7 fields, found 6"),
+        ];
+        for (line, reason) in cases {
+            let parsed = parse(format!("{HEADER}{line}\n2017-01-09,1,1,1,1,1,0\n").as_bytes());
+            assert_eq!(
+                parsed.outcome,
+                Outcome::Parsed {
+                    rows_read: 2,
+                    rows_valid: 1,
+                    rows_rejected: 1
+                },
+                "{line}"
+            );
+            let rows = rows(&parsed);
+            let reject = &rows[0];
+            assert_eq!(reject[1], "2", "{line}");
+            assert_eq!(reject[8], "row");
+            assert!(reject[9].contains(reason), "{line}: {}", reject[9]);
+            assert_eq!(reject[10], "Stocks/ACME.csv");
+            assert_eq!(reject[11], line);
+        }
+    }
+
+    #[test]
+    fn truncated_last_line_is_named() {
+        let parsed = parse(format!("{HEADER}2017-01-03,1,1,1,1,1,0\n2017-01-04,1,1").as_bytes());
+        let rows = rows(&parsed);
+        assert!(rows[0][9].starts_with("truncated last line"), "{:?}", rows[0]);
+        assert_eq!(rows[0][11], "2017-01-04,1,1");
+    }
+
+    #[test]
+    fn repeated_date_keeps_the_last_row() {
+        let parsed = parse(
+            format!("{HEADER}2017-01-03,1,1,1,1,1,0\n2017-01-04,1,1,1,1,1,0\n2017-01-03,2,2,2,2,2,0\n")
+                .as_bytes(),
+        );
+        assert_eq!(
+            parsed.outcome,
+            Outcome::Parsed {
+                rows_read: 3,
+                rows_valid: 2,
+                rows_rejected: 1
+            }
+        );
+        let rows = rows(&parsed);
+        let reject = rows.iter().find(|r| r[8] == "row").unwrap();
+        assert_eq!(reject[1], "2");
+        assert_eq!(reject[9], "duplicate date 2017-01-03: superseded by line 4");
+        let kept: Vec<_> = rows.iter().filter(|r| r[8] == "\\N").map(|r| r[3].clone()).collect();
+        assert_eq!(kept, ["1", "2"]);
+    }
+
+    #[test]
+    fn unusable_files_are_skipped_with_a_reason() {
+        let cases: [(Option<&[u8]>, &str); 6] = [
+            (None, "file not found"),
+            (Some(b""), "empty file"),
+            (Some(b"\n \n"), "empty file"),
+            (Some(HEADER.as_bytes()), "header only"),
+            (Some(b"Date,Open,High,Low,Close,Volume\n\xff\xfe,1\n"), "not UTF-8"),
+            (Some(b"Date,Open,High,Low,Volume\n2017-01-03,1,1,1,1\n"), "missing required column(s) Close"),
+        ];
+        for (bytes, reason) in cases {
+            let parsed = parse_file("ACME", "ACME.csv", bytes);
+            match &parsed.outcome {
+                Outcome::Skipped { reason: got } => assert!(got.starts_with(reason), "{got}"),
+                other => panic!("{reason}: {other:?}"),
+            }
+            let rows = rows(&parsed);
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0][8], "file");
+        }
+    }
+
+    #[test]
+    fn quoted_fields_with_newlines_keep_line_numbers() {
+        let text = format!("{HEADER}2017-01-03,1,1,1,1,1,\"a\nb\"\n2017-01-04,x,1,1,1,1,0\n");
+        let parsed = parse(text.as_bytes());
+        let rows = rows(&parsed);
+        let reject = rows.iter().find(|r| r[8] == "row").unwrap();
+        assert_eq!(reject[1], "4");
+    }
+
+    #[test]
+    fn copy_text_is_escaped() {
+        let mut out = Vec::new();
+        escape_copy_text("a\tb\\c\nd\re", &mut out);
+        assert_eq!(out, b"a\\tb\\\\c\\nd\\re");
+    }
+}

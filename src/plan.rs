@@ -1,0 +1,69 @@
+//! A validated description of one run — the only input `load::run` takes, whoever starts it
+//! (CLI, watch loop, queue consumer, Lambda).
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::source::Location;
+
+/// How value_change and daily_percent_change are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeBasis {
+    /// close − previous close of the same company; percent of the previous close.
+    #[default]
+    PreviousClose,
+    /// close − open of the same day; percent of the open (the original course's formula).
+    Intraday,
+}
+
+impl ChangeBasis {
+    /// The name stored in load_runs and passed to the SQL scripts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeBasis::PreviousClose => "previous-close",
+            ChangeBasis::Intraday => "intraday",
+        }
+    }
+}
+
+/// One run to do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Folder or S3 prefix holding the company files.
+    pub source: Location,
+    /// The companies index file.
+    pub companies: Location,
+    /// Change basis.
+    pub basis: ChangeBasis,
+    /// Fail the run when rejected / read rows exceeds this.
+    pub max_reject_ratio: f64,
+    /// Files read and parsed at once.
+    pub concurrency: usize,
+    /// Scripts folder overriding the embedded `sql/`.
+    pub sql_dir: Option<PathBuf>,
+    /// Trigger marker (e.g. `s3://bucket/run-1/.SUCCESS`): recorded in the load's transaction, and
+    /// a marker already recorded makes the run a no-op, so a marker is loaded at most once.
+    pub marker: Option<String>,
+}
+
+impl Plan {
+    /// A plan with the default limits.
+    pub fn new(source: Location, companies: Location) -> Plan {
+        Plan {
+            source,
+            companies,
+            basis: ChangeBasis::default(),
+            max_reject_ratio: DEFAULT_MAX_REJECT_RATIO,
+            concurrency: DEFAULT_CONCURRENCY,
+            sql_dir: None,
+            marker: None,
+        }
+    }
+}
+
+/// Default `--max-reject-ratio`: generous, only a flood of rejects fails a run.
+pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.5;
+/// Default `--concurrency`.
+pub const DEFAULT_CONCURRENCY: usize = 16;

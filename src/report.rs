@@ -1,0 +1,118 @@
+//! Reading the table back: `stats` (one row of what an analyst checks first) and `export`
+//! (the Output artifact, streamed with COPY TO STDOUT).
+
+use std::path::Path;
+
+use futures::TryStreamExt;
+use serde::Serialize;
+use sqlx::{PgConnection, Row};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{Error, Result};
+
+/// The stats row, as text (numerics keep their exact decimal form).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stats {
+    /// Rows in historical_stocks_data.
+    pub rows: String,
+    /// Distinct companies.
+    pub companies: String,
+    /// Earliest stock_date.
+    pub first_date: String,
+    /// Latest stock_date.
+    pub last_date: String,
+    /// Sum of value_change.
+    pub sum_value_change: String,
+    /// Mean of value_change.
+    pub mean_value_change: String,
+    /// Mean open_value.
+    pub mean_open_value: String,
+    /// Mean close_value.
+    pub mean_close_value: String,
+    /// Status of the last run.
+    pub last_run: String,
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "historical_stocks_data")?;
+        writeln!(f, "  rows:              {}", self.rows)?;
+        writeln!(f, "  companies:         {}", self.companies)?;
+        writeln!(f, "  dates:             {} .. {}", self.first_date, self.last_date)?;
+        writeln!(f, "  sum value_change:  {}", self.sum_value_change)?;
+        writeln!(f, "  mean value_change: {}", self.mean_value_change)?;
+        writeln!(f, "  mean open_value:   {}", self.mean_open_value)?;
+        writeln!(f, "  mean close_value:  {}", self.mean_close_value)?;
+        writeln!(f, "  last run:          {}", self.last_run)
+    }
+}
+
+/// Reads the stats row.
+pub async fn stats(conn: &mut PgConnection) -> Result<Stats> {
+    let row = sqlx::query(include_str!("../sql/reports/stats.sql"))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| Error::database("reading stats", e))?;
+    let get = |i: usize| -> String { row.try_get::<String, _>(i).unwrap_or_default() };
+    Ok(Stats {
+        rows: get(0),
+        companies: get(1),
+        first_date: get(2),
+        last_date: get(3),
+        sum_value_change: get(4),
+        mean_value_change: get(5),
+        mean_open_value: get(6),
+        mean_close_value: get(7),
+        last_run: get(8),
+    })
+}
+
+/// Streams the export CSV into `sink`, chunk by chunk; returns the bytes written.
+pub async fn export_to<W: tokio::io::AsyncWrite + Unpin>(
+    conn: &mut PgConnection,
+    sink: &mut W,
+    what: &str,
+) -> Result<u64> {
+    let mut stream = conn
+        .copy_out_raw(include_str!("../sql/reports/export.sql"))
+        .await
+        .map_err(|e| Error::database("starting the export", e))?;
+    let mut written = 0u64;
+    while let Some(chunk) = stream
+        .try_next()
+        .await
+        .map_err(|e| Error::database("reading the export", e))?
+    {
+        sink.write_all(&chunk)
+            .await
+            .map_err(|e| Error::io("cannot write", what, e))?;
+        written += chunk.len() as u64;
+    }
+    sink.flush()
+        .await
+        .map_err(|e| Error::io("cannot write", what, e))?;
+    Ok(written)
+}
+
+/// Exports to a local file, written to a temporary name first so a failed export never leaves
+/// a truncated file under the real name.
+pub async fn export_file(conn: &mut PgConnection, path: &Path) -> Result<u64> {
+    let partial = path.with_extension("csv.partial");
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .map_err(|e| Error::io("cannot create", &partial, e))?;
+    let written = export_to(conn, &mut file, &partial.display().to_string()).await;
+    drop(file);
+    match written {
+        Ok(bytes) => {
+            tokio::fs::rename(&partial, path)
+                .await
+                .map_err(|e| Error::io("cannot rename export to", path, e))?;
+            Ok(bytes)
+        }
+        Err(err) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            Err(err)
+        }
+    }
+}

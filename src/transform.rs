@@ -1,0 +1,145 @@
+//! The versioned SQL scripts from `sql/`, embedded at build time: listing and printing them
+//! (`stockload sql`), and running them in order inside a load's transaction.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use include_dir::{include_dir, Dir};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{AssertSqlSafe, PgConnection};
+use tracing::Instrument;
+
+use crate::error::{describe_sqlx, Error, Result};
+
+static SQL_DIR: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/sql");
+
+/// Creates the staging table; runs before COPY.
+pub const STAGE_SCRIPT: &str = "create_stage.sql";
+
+/// The transform scripts a load runs after COPY, in this order.
+pub const TRANSFORM_SCRIPTS: [&str; 4] = [
+    "record_rejects.sql",
+    "plan_scope.sql",
+    "insert_query.sql",
+    "update_changes.sql",
+];
+
+/// The standalone script for Data Pipeline's SqlActivity, psql and pgAdmin.
+pub const RECOMPUTE_SCRIPT: &str = "recompute_changes.sql";
+
+/// One script's text and where it came from.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// File name, e.g. `insert_query.sql`.
+    pub name: String,
+    /// The SQL text.
+    pub text: String,
+}
+
+impl Script {
+    /// First 12 hex digits of the SHA-256 of the text: recorded on each run, so a run can be tied
+    /// to the exact scripts it executed.
+    pub fn checksum(&self) -> String {
+        let digest = Sha256::digest(self.text.as_bytes());
+        digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Timing of one executed script, reported in the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScriptRun {
+    /// Script name.
+    pub name: String,
+    /// Its checksum.
+    pub checksum: String,
+    /// Rows it changed.
+    pub rows: u64,
+    /// Wall time in milliseconds.
+    pub millis: u64,
+}
+
+/// The user-facing scripts (top level of `sql/`), sorted by name.
+pub fn list() -> Vec<&'static str> {
+    let mut names: Vec<&str> = SQL_DIR
+        .files()
+        .filter_map(|f| f.path().to_str())
+        .filter(|name| name.ends_with(".sql"))
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+/// The embedded text of a script, by file name (with or without `.sql`).
+pub fn embedded(name: &str) -> Option<&'static str> {
+    let name = if name.ends_with(".sql") {
+        name.to_string()
+    } else {
+        format!("{name}.sql")
+    };
+    SQL_DIR.get_file(&name).and_then(|f| f.contents_utf8())
+}
+
+/// Where scripts are read from: the embedded copies, or a folder given with `--sql-dir` to try
+/// changed scripts without rebuilding.
+#[derive(Debug, Clone, Default)]
+pub struct Scripts {
+    /// Folder overriding the embedded scripts.
+    pub dir: Option<PathBuf>,
+}
+
+impl Scripts {
+    /// Loads one script.
+    pub fn load(&self, name: &str) -> Result<Script> {
+        let text = match &self.dir {
+            Some(dir) => {
+                let path = dir.join(name);
+                std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read script", path, e))?
+            }
+            None => embedded(name)
+                .ok_or_else(|| Error::Config(format!("no embedded script named {name}")))?
+                .to_string(),
+        };
+        Ok(Script {
+            name: name.to_string(),
+            text,
+        })
+    }
+}
+
+/// Runs one script (possibly several statements) on the connection.
+pub async fn run_script(conn: &mut PgConnection, script: &Script) -> Result<ScriptRun> {
+    let started = Instant::now();
+    let result = sqlx::raw_sql(AssertSqlSafe(script.text.clone()))
+        .execute(&mut *conn)
+        .instrument(tracing::info_span!("script", name = %script.name))
+        .await
+        .map_err(|err| Error::Script {
+            script: script.name.clone(),
+            reason: describe_sqlx(&err),
+        })?;
+    let run = ScriptRun {
+        name: script.name.clone(),
+        checksum: script.checksum(),
+        rows: result.rows_affected(),
+        millis: started.elapsed().as_millis() as u64,
+    };
+    tracing::info!(rows = run.rows, ms = run.millis, "ran {}", script.name);
+    Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_a_load_runs_is_embedded_and_documented() {
+        for name in [STAGE_SCRIPT, RECOMPUTE_SCRIPT].iter().chain(TRANSFORM_SCRIPTS.iter()) {
+            let text = embedded(name).unwrap_or_else(|| panic!("{name} is not embedded"));
+            assert!(text.starts_with("-- "), "{name} must open with a comment");
+            assert!(text.contains("Reads"), "{name} must say what it reads");
+        }
+        assert!(list().contains(&"insert_query.sql"));
+        assert_eq!(embedded("insert_query"), embedded("insert_query.sql"));
+    }
+}
