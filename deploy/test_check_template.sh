@@ -3,6 +3,10 @@
 # every deliberately broken copy must be rejected.
 #
 # Usage: bash deploy/test_check_template.sh
+#
+# The mutations are Python expressions in single quotes; their ${...} are
+# CloudFormation Sub syntax, not shell expansions.
+# shellcheck disable=SC2016
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -30,7 +30,7 @@ OUT_DIR=$ROOT/target/lambda
 ZIP=$OUT_DIR/stockload-lambda.zip
 VENV=$ROOT/.venv-build
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
 upload=""
 use_zig=1
@@ -105,12 +105,16 @@ zig_available() {
 }
 
 cd "$ROOT"
+used_zig=0
+# Never leave a zip from an earlier build behind if this one fails.
+rm -f "$ZIP" "$OUT_DIR/bootstrap"
 built=""
 if [ "$use_zig" -eq 1 ] && ensure_zigbuild; then
     if command -v rustup >/dev/null; then
         rustup target list --installed 2>/dev/null | grep -qx "$RUST_TARGET" ||
             rustup target add "$RUST_TARGET"
     fi
+    used_zig=1
     log "cargo zigbuild --release --target $ZIG_TARGET --bin $BIN"
     cargo zigbuild --release --target "$ZIG_TARGET" --bin "$BIN"
     built=$ROOT/target/$RUST_TARGET/release/$BIN
@@ -127,20 +131,24 @@ mkdir -p "$OUT_DIR"
 install -m 0755 "$built" "$OUT_DIR/bootstrap"
 
 # --- GLIBC check --------------------------------------------------------------
-newest=$(objdump -T "$OUT_DIR/bootstrap" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n1 || true)
+newest=$(objdump -T "$OUT_DIR/bootstrap" 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n1 || true)
 if [ -z "$newest" ]; then
     log "bootstrap references no GLIBC_ symbol versions (static?)"
 else
     highest=$(printf '%s\n%s\n' "$newest" "$MAX_GLIBC" | sort -V | tail -n1)
     if [ "$highest" != "$MAX_GLIBC" ]; then
-        objdump -T "$OUT_DIR/bootstrap" | grep -o 'GLIBC_[0-9][0-9.]*' | sort -uV | tail -n5 >&2
-        die "bootstrap needs GLIBC_$newest, newer than GLIBC_$MAX_GLIBC of provided.al2023; build with cargo-zigbuild (drop --no-zig)"
+        if [ "$used_zig" -eq 1 ]; then
+            hint="unexpected for a zig build against $ZIG_TARGET; check for a dependency that links a newer system library"
+        else
+            hint="build with cargo-zigbuild (drop --no-zig, or install cargo-zigbuild + ziglang)"
+        fi
+        rm -f "$OUT_DIR/bootstrap"
+        die "bootstrap needs GLIBC_$newest, newer than GLIBC_$MAX_GLIBC of provided.al2023; $hint"
     fi
     log "GLIBC check ok: newest symbol version GLIBC_$newest <= GLIBC_$MAX_GLIBC"
 fi
 
 # --- zip ----------------------------------------------------------------------
-rm -f "$ZIP"
 if command -v zip >/dev/null; then
     (cd "$OUT_DIR" && zip -q -X "$ZIP" bootstrap)
 else

@@ -1,1 +1,7 @@
+//! The one integration test binary: every test runs against a real PostgreSQL (a private
+//! throwaway cluster started by `support`, or DATABASE_URL), never a mock.
 
+mod support;
+
+mod cli;
+mod load;

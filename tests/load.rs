@@ -1,0 +1,357 @@
+//! The load path against a real database: transforms, incremental batches, faulty input,
+//! failures, concurrency.
+
+use stockload::load::RunStatus;
+use stockload::plan::ChangeBasis;
+
+use crate::support::{csv, Batch, TestDb};
+
+fn some(s: &str) -> Option<String> {
+    Some(s.to_string())
+}
+
+fn fixture() -> Batch {
+    Batch::new(
+        &[
+            (
+                "ACME.csv",
+                &csv(&[
+                    ("2020-01-02", "10", "11"),
+                    ("2020-01-03", "11", "12.1"),
+                    ("2020-01-06", "12", "12.1"),
+                    ("2020-01-07", "12", "6.05"),
+                ]),
+            ),
+            (
+                "ZERO.csv",
+                &csv(&[("2020-01-02", "0", "0"), ("2020-01-03", "1", "2")]),
+            ),
+        ],
+        "'ACME.csv', 'ZERO.csv'",
+    )
+}
+
+#[tokio::test]
+async fn previous_close_changes_match_hand_computed_values() {
+    let db = TestDb::new().await;
+    let report = db.load(&fixture(), ChangeBasis::PreviousClose).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(
+        db.changes().await,
+        vec![
+            ("ACME".into(), "2020-01-02".into(), None, None),
+            ("ACME".into(), "2020-01-03".into(), some("1.1"), some("10.000000")),
+            ("ACME".into(), "2020-01-06".into(), some("0.0"), some("0.000000")),
+            ("ACME".into(), "2020-01-07".into(), some("-6.05"), some("-50.000000")),
+            ("ZERO".into(), "2020-01-02".into(), None, None),
+            // previous close 0: the change exists, the percentage does not.
+            ("ZERO".into(), "2020-01-03".into(), some("2"), None),
+        ]
+    );
+    let s = &report.summary;
+    assert_eq!((s.files_listed, s.files_loaded, s.files_skipped), (2, 2, 0));
+    assert_eq!((s.rows_read, s.rows_loaded, s.rows_rejected), (6, 6, 0));
+    assert_eq!(
+        db.scalar("SELECT status || ':' || rows_loaded FROM load_runs").await,
+        some("succeeded:6")
+    );
+}
+
+#[tokio::test]
+async fn intraday_changes_match_hand_computed_values() {
+    let db = TestDb::new().await;
+    let report = db.load(&fixture(), ChangeBasis::Intraday).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let changes = db.changes().await;
+    assert_eq!(changes[0].2, some("1"));
+    assert_eq!(changes[0].3, some("10.000000"));
+    assert_eq!(changes[1].2, some("1.1"));
+    assert_eq!(changes[1].3, some("10.000000"));
+    assert_eq!(changes[3].2, some("-5.95"));
+    assert_eq!(changes[3].3, some("-49.583333"));
+    // open 0: no percentage.
+    assert_eq!(changes[4].2, some("0"));
+    assert_eq!(changes[4].3, None);
+    assert_eq!(
+        db.scalar("SELECT change_basis FROM load_runs").await,
+        some("intraday")
+    );
+}
+
+#[tokio::test]
+async fn a_later_batch_continues_from_the_last_stored_close() {
+    let db = TestDb::new().await;
+    db.load(&fixture(), ChangeBasis::PreviousClose).await;
+    let second = Batch::new(
+        &[(
+            "ACME.csv",
+            &csv(&[("2020-01-08", "6", "7.26"), ("2020-01-09", "7", "7.26")]),
+        )],
+        "ACME.csv",
+    );
+    let report = db.load(&second, ChangeBasis::PreviousClose).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let acme: Vec<_> = db
+        .changes()
+        .await
+        .into_iter()
+        .filter(|c| c.0 == "ACME")
+        .collect();
+    assert_eq!(acme.len(), 6);
+    // 7.26 - 6.05 = 1.21 = 20% of the close stored by the first batch.
+    assert_eq!(acme[4].2, some("1.21"));
+    assert_eq!(acme[4].3, some("20.000000"));
+    assert_eq!(acme[5].2, some("0.00"));
+    // The first batch's rows are untouched.
+    assert_eq!(acme[3].2, some("-6.05"));
+}
+
+#[tokio::test]
+async fn a_corrected_day_moves_the_next_days_change() {
+    let db = TestDb::new().await;
+    db.load(&fixture(), ChangeBasis::PreviousClose).await;
+    // Correct 2020-01-03's close from 12.1 to 11 and backfill a day before the first one.
+    let correction = Batch::new(
+        &[(
+            "ACME.csv",
+            &csv(&[("2019-12-31", "9", "8"), ("2020-01-03", "11", "11")]),
+        )],
+        "ACME.csv",
+    );
+    let report = db.load(&correction, ChangeBasis::PreviousClose).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let acme: Vec<_> = db
+        .changes()
+        .await
+        .into_iter()
+        .filter(|c| c.0 == "ACME")
+        .map(|c| (c.1, c.2, c.3))
+        .collect();
+    assert_eq!(
+        acme,
+        vec![
+            ("2019-12-31".into(), None, None),
+            ("2020-01-02".into(), some("3"), some("37.500000")),
+            ("2020-01-03".into(), some("0"), some("0.000000")),
+            ("2020-01-06".into(), some("1.1"), some("10.000000")),
+            ("2020-01-07".into(), some("-6.05"), some("-50.000000")),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn loading_the_same_batch_twice_leaves_the_table_identical() {
+    let db = TestDb::new().await;
+    let batch = fixture();
+    db.load(&batch, ChangeBasis::PreviousClose).await;
+    let first = db.rows().await;
+    let report = db.load(&batch, ChangeBasis::PreviousClose).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(db.rows().await, first);
+    assert_eq!(
+        db.scalar("SELECT count(*)::text FROM load_runs WHERE status = 'succeeded'").await,
+        some("2")
+    );
+}
+
+#[tokio::test]
+async fn the_standalone_recompute_script_agrees_with_the_load() {
+    let db = TestDb::new().await;
+    db.load(&fixture(), ChangeBasis::PreviousClose).await;
+    let before = db.rows().await;
+    let mut conn = db.conn().await;
+    let script = stockload::transform::embedded("recompute_changes.sql").unwrap();
+    let changed = sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&mut conn)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(changed, 0, "a consistent table must not change");
+    sqlx::raw_sql("UPDATE historical_stocks_data SET value_change = NULL, daily_percent_change = NULL")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(db.rows().await, before);
+}
+
+#[tokio::test]
+async fn faulty_files_and_rows_are_recorded_with_their_reasons() {
+    let db = TestDb::new().await;
+    let good = csv(&[("2020-01-02", "10", "11"), ("2020-01-03", "11", "12")]);
+    let bad_rows = format!(
+        "{}2020-02-30,1,1,1,1,1,0\n2020-01-06,x,1,1,1,1,0\n2020-01-07,1,1,1,-1,1,0\n\
+         2020-01-08,1,1,1,1,2.5,0\n2020-01-09,1,1\n2020-01-02,9,9,9,9,9,0\n2020-01-10,1,1",
+        csv(&[("2020-01-02", "10", "11"), ("2020-01-03", "11", "12")])
+    );
+    let batch = Batch::new(
+        &[
+            ("GOOD.csv", &good),
+            ("BAD.csv", &bad_rows),
+            ("EMPTY.csv", ""),
+            ("HEADER.csv", "Date,Open,High,Low,Close,Volume,OpenInt\r\n"),
+            ("NOVOL.csv", "Date,Open,High,Low,Close\n2020-01-02,1,1,1,1\n"),
+        ],
+        "GOOD.csv\nBAD.csv\nEMPTY.csv\nHEADER.csv\nNOVOL.csv\nMISSING.csv\nLATIN.csv\n",
+    );
+    batch.write_bytes("LATIN.csv", b"Date,Open,High,Low,Close,Volume\n2020-01-02,1,1,1,1,1 \xe9\n");
+    let mut plan = batch.plan();
+    plan.max_reject_ratio = 1.0;
+    let report = db.load_plan(&plan).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let s = &report.summary;
+    assert_eq!((s.files_listed, s.files_loaded, s.files_skipped), (7, 2, 5));
+    assert_eq!(s.rows_read, s.rows_loaded + s.rows_rejected);
+    assert_eq!((s.rows_read, s.rows_loaded, s.rows_rejected), (11, 4, 7));
+
+    let mut conn = db.conn().await;
+    let rejects: Vec<(String, String, Option<i64>, String, Option<String>)> = sqlx::query_as(
+        "SELECT kind, regexp_replace(file, '^.*/', ''), line, reason, raw_text FROM load_rejects \
+         ORDER BY kind, file, line",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let expect = [
+        ("file", "EMPTY.csv", None, "empty file", None),
+        ("file", "HEADER.csv", None, "header only", None),
+        ("file", "LATIN.csv", None, "not UTF-8", None),
+        ("file", "MISSING.csv", None, "file not found", None),
+        ("file", "NOVOL.csv", None, "missing required column(s) Volume", None),
+        ("row", "BAD.csv", Some(2), "duplicate date 2020-01-02: superseded by line 9", Some("2020-01-02,10,10,11,11,1000,0")),
+        ("row", "BAD.csv", Some(4), "bad date \"2020-02-30\"", Some("2020-02-30,1,1,1,1,1,0")),
+        ("row", "BAD.csv", Some(5), "Open is not a number", Some("2020-01-06,x,1,1,1,1,0")),
+        ("row", "BAD.csv", Some(6), "Close is negative", Some("2020-01-07,1,1,1,-1,1,0")),
+        ("row", "BAD.csv", Some(7), "Volume is fractional", Some("2020-01-08,1,1,1,1,2.5,0")),
+        ("row", "BAD.csv", Some(8), "wrong field count", Some("2020-01-09,1,1")),
+        ("row", "BAD.csv", Some(10), "truncated last line", Some("2020-01-10,1,1")),
+    ];
+    assert_eq!(rejects.len(), expect.len(), "{rejects:#?}");
+    for (got, want) in rejects.iter().zip(expect) {
+        assert_eq!(got.0, want.0);
+        assert_eq!(got.1, want.1);
+        assert_eq!(got.2, want.2, "{got:?}");
+        assert!(got.3.starts_with(want.3), "{got:?} should start with {:?}", want.3);
+        assert_eq!(got.4.as_deref(), want.4, "{got:?}");
+    }
+    // The duplicate kept the last row: BAD's 2020-01-02 close is 9.
+    assert_eq!(
+        db.scalar("SELECT close_value::text FROM historical_stocks_data WHERE company_name = 'BAD' AND stock_date = '2020-01-02'").await,
+        some("9")
+    );
+}
+
+#[tokio::test]
+async fn too_many_rejects_fail_the_run_and_load_nothing() {
+    let db = TestDb::new().await;
+    let batch = Batch::new(
+        &[(
+            "BAD.csv",
+            "Date,Open,High,Low,Close,Volume\n2020-01-02,1,1,1,1,1\n2020-01-03,x,1,1,1,1\n2020-01-06,y,1,1,1,1\n",
+        )],
+        "BAD.csv",
+    );
+    let mut plan = batch.plan();
+    plan.max_reject_ratio = 0.5;
+    let report = db.load_plan(&plan).await;
+    assert_eq!(report.summary.status, RunStatus::Failed);
+    let error = report.error.unwrap().to_string();
+    assert!(error.contains("2 of 3 rows"), "{error}");
+    assert_eq!(db.rows().await.len(), 0);
+    assert_eq!(
+        db.scalar("SELECT status || ' ' || rows_rejected FROM load_runs").await,
+        some("failed 2")
+    );
+    assert_eq!(db.scalar("SELECT count(*)::text FROM load_rejects").await, some("0"));
+}
+
+#[tokio::test]
+async fn an_index_entry_outside_the_folder_fails_clearly() {
+    let db = TestDb::new().await;
+    let batch = Batch::new(&[("ACME.csv", &csv(&[("2020-01-02", "1", "1")]))], "'ACME.csv', '../secret.csv'");
+    let report = db.load(&batch, ChangeBasis::PreviousClose).await;
+    let error = report.error.expect("must fail").to_string();
+    assert!(error.contains("top_companies.txt"), "{error}");
+    assert!(error.contains("\"../secret.csv\" is not a plain file name"), "{error}");
+    assert_eq!(db.rows().await.len(), 0);
+}
+
+#[tokio::test]
+async fn a_failing_transform_script_leaves_the_table_as_it_was() {
+    let db = TestDb::new().await;
+    db.load(&fixture(), ChangeBasis::PreviousClose).await;
+    let before = db.rows().await;
+
+    let scripts = tempfile::tempdir().unwrap();
+    for name in stockload::transform::list() {
+        let mut text = stockload::transform::embedded(name).unwrap().to_string();
+        if name == "update_changes.sql" {
+            text.push_str("\nSELECT 1 / 0;\n");
+        }
+        std::fs::write(scripts.path().join(name), text).unwrap();
+    }
+    let second = Batch::new(
+        &[("ACME.csv", &csv(&[("2020-01-08", "6", "7"), ("2020-01-02", "1", "1")]))],
+        "ACME.csv",
+    );
+    let mut plan = second.plan();
+    plan.sql_dir = Some(scripts.path().to_path_buf());
+    let report = db.load_plan(&plan).await;
+    let error = report.error.expect("must fail").to_string();
+    assert!(error.contains("update_changes.sql"), "{error}");
+    assert!(error.contains("division by zero"), "{error}");
+    assert_eq!(db.rows().await, before);
+    assert_eq!(
+        db.scalar("SELECT string_agg(status, ',' ORDER BY id) FROM load_runs").await,
+        some("succeeded,failed")
+    );
+    assert_eq!(db.scalar("SELECT count(*)::text FROM load_rejects").await, some("0"));
+}
+
+#[tokio::test]
+async fn concurrent_loads_are_serialised() {
+    let db = TestDb::new().await;
+    let a = fixture();
+    let b = Batch::new(
+        &[("ACME.csv", &csv(&[("2020-01-08", "6", "7.26")]))],
+        "ACME.csv",
+    );
+    let (ra, rb) = tokio::join!(
+        db.load(&a, ChangeBasis::PreviousClose),
+        db.load(&b, ChangeBasis::PreviousClose)
+    );
+    assert!(ra.error.is_none() && rb.error.is_none(), "{:?} {:?}", ra.error, rb.error);
+    // Runs never overlap in time: each started after the previous one finished.
+    assert_eq!(
+        db.scalar(
+            "SELECT bool_and(r2.started_at >= r1.finished_at)::text FROM load_runs r1 \
+             JOIN load_runs r2 ON r2.id = r1.id + 1"
+        )
+        .await,
+        some("true")
+    );
+    assert_eq!(db.rows().await.len(), 7);
+    // Whichever ran first, 2020-01-08 ends up continuing from 2020-01-07's close: when b ran
+    // first, a reached back before it and recomputed it.
+    let last = db.changes().await.into_iter().find(|c| c.1 == "2020-01-08").unwrap();
+    assert_eq!(last.2, some("1.21"), "{last:?}");
+}
+
+#[tokio::test]
+async fn a_marker_is_loaded_at_most_once() {
+    let db = TestDb::new().await;
+    let batch = fixture();
+    let mut plan = batch.plan();
+    plan.marker = Some("s3://monitored/run-1/.SUCCESS".into());
+    let first = db.load_plan(&plan).await;
+    assert_eq!(first.summary.status, RunStatus::Succeeded);
+    let second = db.load_plan(&plan).await;
+    assert_eq!(second.summary.status, RunStatus::AlreadyLoaded);
+    assert_eq!(
+        db.scalar("SELECT count(*)::text FROM load_runs").await,
+        some("1")
+    );
+}

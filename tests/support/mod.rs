@@ -1,0 +1,204 @@
+//! Test harness: one private PostgreSQL cluster per test process (or the server in DATABASE_URL),
+//! a fresh database per test, and helpers to write batches and read the table back.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection, Row};
+use stockload::db::Db;
+use stockload::devdb::TempCluster;
+use stockload::load::{self, Report};
+use stockload::plan::{ChangeBasis, Plan};
+use stockload::source::{Location, Reader};
+
+pub mod services;
+
+enum Server {
+    Private(TempCluster),
+    External(url::Url),
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            Server::External(url::Url::parse(&url).expect("DATABASE_URL is not a valid URL"))
+        }
+        _ => Server::Private(
+            TempCluster::start(&[("fsync", "off"), ("max_connections", "200")])
+                .expect("cannot start the throwaway PostgreSQL for the tests"),
+        ),
+    })
+}
+
+/// A fresh, empty database of its own for one test.
+pub struct TestDb {
+    /// Its URL (with password).
+    pub url: String,
+    /// The password inside `url` (tests check it never leaks).
+    pub password: String,
+}
+
+impl TestDb {
+    /// Creates it.
+    pub async fn new() -> TestDb {
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::SeqCst)
+        );
+        match server() {
+            Server::Private(cluster) => {
+                cluster.create_database(&name).await.expect("create database");
+                TestDb {
+                    url: cluster.url(&name),
+                    password: cluster.password().to_string(),
+                }
+            }
+            Server::External(base) => {
+                let mut conn = PgConnection::connect(base.as_str()).await.expect("connect");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let mut url = base.clone();
+                url.set_path(&name);
+                TestDb {
+                    url: url.to_string(),
+                    password: base.password().unwrap_or_default().to_string(),
+                }
+            }
+        }
+    }
+
+    /// The stockload view of it.
+    pub fn db(&self) -> Db {
+        Db::new(Some(&self.url), "64MB", Duration::from_secs(30)).unwrap()
+    }
+
+    /// A plain connection.
+    pub async fn conn(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.expect("connect")
+    }
+
+    /// Every row of historical_stocks_data as text, in key order.
+    pub async fn rows(&self) -> Vec<Vec<Option<String>>> {
+        let mut conn = self.conn().await;
+        sqlx::query(
+            "SELECT company_name, stock_date::text, open_value::text, high_value::text, \
+             low_value::text, close_value::text, volume_traded::text, value_change::text, \
+             daily_percent_change::text FROM historical_stocks_data ORDER BY 1, 2",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|row| (0..9).map(|i| row.get::<Option<String>, _>(i)).collect())
+        .collect()
+    }
+
+    /// (company, date, value_change, daily_percent_change) of every row.
+    pub async fn changes(&self) -> Vec<(String, String, Option<String>, Option<String>)> {
+        self.rows()
+            .await
+            .into_iter()
+            .map(|r| {
+                (
+                    r[0].clone().unwrap(),
+                    r[1].clone().unwrap(),
+                    r[7].clone(),
+                    r[8].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// One scalar query result as text.
+    pub async fn scalar(&self, sql: &str) -> Option<String> {
+        let mut conn = self.conn().await;
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get::<Option<String>, _>(0)
+    }
+
+    /// Loads a batch through the library's load function.
+    pub async fn load(&self, batch: &Batch, basis: ChangeBasis) -> Report {
+        let mut plan = batch.plan();
+        plan.basis = basis;
+        self.load_plan(&plan).await
+    }
+
+    /// Loads with a prepared plan.
+    pub async fn load_plan(&self, plan: &Plan) -> Report {
+        load::run(
+            &self.db(),
+            &Reader::new(None),
+            plan,
+            &indicatif::ProgressBar::hidden(),
+        )
+        .await
+    }
+}
+
+/// A batch on disk: `Stocks/` and `top_companies.txt` in a temporary folder.
+pub struct Batch {
+    pub dir: tempfile::TempDir,
+    pub stocks: PathBuf,
+    pub companies: PathBuf,
+}
+
+impl Batch {
+    /// Writes the files (name, content) and the index text.
+    pub fn new(files: &[(&str, &str)], index: &str) -> Batch {
+        let dir = tempfile::tempdir().unwrap();
+        let stocks = dir.path().join("Stocks");
+        std::fs::create_dir_all(&stocks).unwrap();
+        for (name, text) in files {
+            std::fs::write(stocks.join(name), text).unwrap();
+        }
+        let companies = dir.path().join("top_companies.txt");
+        std::fs::write(&companies, index).unwrap();
+        Batch {
+            dir,
+            stocks,
+            companies,
+        }
+    }
+
+    /// Adds or replaces a raw file.
+    pub fn write_bytes(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.stocks.join(name), bytes).unwrap();
+    }
+
+    /// The default plan for it.
+    pub fn plan(&self) -> Plan {
+        Plan::new(
+            Location::Local(self.stocks.clone()),
+            Location::Local(self.companies.clone()),
+        )
+    }
+}
+
+/// CSV text with the standard header from (date, open, high, low, close, volume) rows.
+pub fn csv(rows: &[(&str, &str, &str)]) -> String {
+    let mut text = String::from("Date,Open,High,Low,Close,Volume,OpenInt\n");
+    for (date, open, close) in rows {
+        text.push_str(&format!("{date},{open},{open},{close},{close},1000,0\n"));
+    }
+    text
+}
+
+/// The built `stockload` binary.
+pub fn stockload() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stockload"));
+    command.env("NO_COLOR", "1").env_remove("RUST_LOG");
+    command
+}
