@@ -175,7 +175,9 @@ objs = [{"Key": o["Key"], "VersionId": o["VersionId"]}
         for kind in ("Versions", "DeleteMarkers") for o in (page.get(kind) or [])][:1000]
 print(json.dumps({"Objects": objs, "Quiet": True}) if objs else "")
 ' >"$batch"
-            [ -s "$batch" ] && [ "$(head -c1 "$batch")" = "{" ] || break
+            if [ ! -s "$batch" ] || [ "$(head -c1 "$batch")" != "{" ]; then
+                break
+            fi
             aws_ s3api delete-objects --bucket "$bucket" --delete "file://$batch" >/dev/null
         done
         rm -f "$batch"

@@ -37,6 +37,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Generate a realistic sample batch (Stocks/*.csv and CompanyNames/top_companies.txt).
     Sample(SampleArgs),
+    /// Start a throwaway PostgreSQL, print its URL on stdout, and remove it when stdin closes
+    /// (for scripts and benchmarks).
+    #[command(hide = true)]
+    DevPostgres,
 }
 
 /// Where the database is.

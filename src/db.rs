@@ -117,11 +117,11 @@ struct RefineryConnection<'c>(&'c mut PgConnection);
 impl refinery_core::traits::r#async::AsyncTransaction for RefineryConnection<'_> {
     type Error = sqlx::Error;
 
-    fn execute<'a, T: Iterator<Item = &'a str> + Send + 'a>(
+    async fn execute<'a, T: Iterator<Item = &'a str> + Send + 'a>(
         &'a mut self,
         queries: T,
-    ) -> impl std::future::Future<Output = Result<usize, Self::Error>> + Send + 'a {
-        async move {
+    ) -> Result<usize, Self::Error> {
+        {
             let mut tx = self.0.begin().await?;
             let mut count = 0;
             for query in queries {
@@ -137,11 +137,8 @@ impl refinery_core::traits::r#async::AsyncTransaction for RefineryConnection<'_>
 }
 
 impl refinery_core::traits::r#async::AsyncQuery<Vec<Migration>> for RefineryConnection<'_> {
-    fn query<'a>(
-        &'a mut self,
-        query: &'a str,
-    ) -> impl std::future::Future<Output = Result<Vec<Migration>, Self::Error>> + Send + 'a {
-        async move {
+    async fn query<'a>(&'a mut self, query: &'a str) -> Result<Vec<Migration>, Self::Error> {
+        {
             let rows = sqlx::raw_sql(AssertSqlSafe(query.to_string()))
                 .fetch_all(&mut *self.0)
                 .await?;
@@ -183,9 +180,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(db.display(), "postgres://alice@db.example.com:6543/stocks");
-        let err = Db::new(Some("postgres://alice:s3cret-pw@[bad"), "64MB", Duration::ZERO)
-            .unwrap_err()
-            .to_string();
+        let err = Db::new(
+            Some("postgres://alice:s3cret-pw@[bad"),
+            "64MB",
+            Duration::ZERO,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(!err.contains("s3cret"), "{err}");
     }
 }

@@ -149,7 +149,11 @@ fn spawn_watcher(bin: &Path, dir: &Path, as_postgres: bool) -> Option<Child> {
             data.display()
         )
     } else {
-        format!("'{}' -D '{}' -m immediate stop", pg_ctl.display(), data.display())
+        format!(
+            "'{}' -D '{}' -m immediate stop",
+            pg_ctl.display(),
+            data.display()
+        )
     };
     let script = format!(
         "read _ignored; {stop} >/dev/null 2>&1; rm -rf '{}'",

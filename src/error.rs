@@ -164,7 +164,8 @@ impl Error {
 /// database errors are rebuilt from their fields here.
 pub fn describe_sqlx(err: &sqlx::Error) -> String {
     match err {
-        sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        {
             Some(pg) => {
                 let mut text = format!("{} (SQLSTATE {})", pg.message(), pg.code());
                 if let Some(detail) = pg.detail() {

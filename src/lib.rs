@@ -94,7 +94,10 @@ pub async fn run(cli: Cli) -> Result<bool> {
             db::migrate(&mut conn).await?;
             let stats = report::stats(&mut conn).await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&stats).unwrap_or_default()
+                );
             } else {
                 print!("{stats}");
             }
@@ -117,6 +120,17 @@ pub async fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Command::Demo(args) => demo(args).await,
+        Command::DevPostgres => {
+            let cluster = tokio::task::spawn_blocking(|| devdb::TempCluster::start(&[]))
+                .await
+                .map_err(|e| Error::Cluster(e.to_string()))??;
+            println!("{}", cluster.url("postgres"));
+            // Hold the cluster until whoever started us closes our stdin.
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+            drop(cluster);
+            Ok(true)
+        }
         Command::Sample(args) => {
             let spec = sample::SampleSpec {
                 files: args.files,

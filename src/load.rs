@@ -105,7 +105,11 @@ impl fmt::Display for Summary {
             Some(id) => writeln!(f, "run {id} {status} in {:.1}s", self.duration_secs)?,
             None => writeln!(f, "run {status} in {:.1}s", self.duration_secs)?,
         }
-        writeln!(f, "  source:    {} (index {})", self.source, self.companies_file)?;
+        writeln!(
+            f,
+            "  source:    {} (index {})",
+            self.source, self.companies_file
+        )?;
         if let Some(marker) = &self.marker {
             writeln!(f, "  marker:    {marker}")?;
         }

@@ -83,12 +83,8 @@ fn parse_rows(bytes: &[u8], out: &mut Output) -> Result<Outcome, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("empty file".to_string());
     }
-    let text = std::str::from_utf8(bytes).map_err(|err| {
-        format!(
-            "not UTF-8 (invalid byte at offset {})",
-            err.valid_up_to()
-        )
-    })?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|err| format!("not UTF-8 (invalid byte at offset {})", err.valid_up_to()))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
 
     let mut reader = csv::ReaderBuilder::new()
@@ -310,9 +306,8 @@ impl<'a> Output<'a> {
 
     fn reject(&mut self, line: u64, reason: &str, raw: &str) {
         escape_copy_text(self.company, &mut self.data);
-        self.data.extend_from_slice(
-            format!("\t{line}\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\trow\t").as_bytes(),
-        );
+        self.data
+            .extend_from_slice(format!("\t{line}\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\trow\t").as_bytes());
         escape_copy_text(reason, &mut self.data);
         self.data.push(b'\t');
         escape_copy_text(self.file, &mut self.data);
@@ -372,8 +367,10 @@ mod tests {
     #[test]
     fn valid_rows_become_staging_rows() {
         let parsed = parse(
-            format!("{HEADER}2017-01-03,1.5,2,1,1.75,1200,0\n2017-01-04,1.75,2.5,1.5,2.25,1300.0,0")
-                .as_bytes(),
+            format!(
+                "{HEADER}2017-01-03,1.5,2,1,1.75,1200,0\n2017-01-04,1.75,2.5,1.5,2.25,1300.0,0"
+            )
+            .as_bytes(),
         );
         assert_eq!(
             parsed.outcome,
@@ -384,7 +381,10 @@ mod tests {
             }
         );
         let rows = rows(&parsed);
-        assert_eq!(rows[0][..8], ["ACME", "2", "2017-01-03", "1.5", "2", "1", "1.75", "1200"]);
+        assert_eq!(
+            rows[0][..8],
+            ["ACME", "2", "2017-01-03", "1.5", "2", "1", "1.75", "1200"]
+        );
         assert_eq!(rows[1][7], "1300");
         assert_eq!(rows[1][8], "\\N");
         assert_eq!(parsed.row_lines, [2, 3]);
@@ -392,7 +392,8 @@ mod tests {
 
     #[test]
     fn header_by_name_any_case_with_bom_crlf_and_extra_columns() {
-        let text = "\u{feff}volume,close,Adj Close,LOW,high,open,date\r\n10,4,4,1,5,2,2020-02-29\r\n";
+        let text =
+            "\u{feff}volume,close,Adj Close,LOW,high,open,date\r\n10,4,4,1,5,2,2020-02-29\r\n";
         let parsed = parse(text.as_bytes());
         let rows = rows(&parsed);
         assert_eq!(rows.len(), 1, "{rows:?}");
@@ -410,7 +411,10 @@ mod tests {
             ("2017-01-03,1,1,1,-2,1,0", "Close is negative"),
             ("2017-01-03,1,1,1,1,-5,0", "Volume is negative"),
             ("2017-01-03,1,1,1,1,1.5,0", "Volume is fractional"),
-            ("2017-01-03,1,1,1,1,0", "wrong field count: expected 7 fields, found 6"),
+            (
+                "2017-01-03,1,1,1,1,0",
+                "wrong field count: expected 7 fields, found 6",
+            ),
         ];
         for (line, reason) in cases {
             let parsed = parse(format!("{HEADER}{line}\n2017-01-09,1,1,1,1,1,0\n").as_bytes());
@@ -437,15 +441,21 @@ mod tests {
     fn truncated_last_line_is_named() {
         let parsed = parse(format!("{HEADER}2017-01-03,1,1,1,1,1,0\n2017-01-04,1,1").as_bytes());
         let rows = rows(&parsed);
-        assert!(rows[0][9].starts_with("truncated last line"), "{:?}", rows[0]);
+        assert!(
+            rows[0][9].starts_with("truncated last line"),
+            "{:?}",
+            rows[0]
+        );
         assert_eq!(rows[0][11], "2017-01-04,1,1");
     }
 
     #[test]
     fn repeated_date_keeps_the_last_row() {
         let parsed = parse(
-            format!("{HEADER}2017-01-03,1,1,1,1,1,0\n2017-01-04,1,1,1,1,1,0\n2017-01-03,2,2,2,2,2,0\n")
-                .as_bytes(),
+            format!(
+                "{HEADER}2017-01-03,1,1,1,1,1,0\n2017-01-04,1,1,1,1,1,0\n2017-01-03,2,2,2,2,2,0\n"
+            )
+            .as_bytes(),
         );
         assert_eq!(
             parsed.outcome,
@@ -459,7 +469,11 @@ mod tests {
         let reject = rows.iter().find(|r| r[8] == "row").unwrap();
         assert_eq!(reject[1], "2");
         assert_eq!(reject[9], "duplicate date 2017-01-03: superseded by line 4");
-        let kept: Vec<_> = rows.iter().filter(|r| r[8] == "\\N").map(|r| r[3].clone()).collect();
+        let kept: Vec<_> = rows
+            .iter()
+            .filter(|r| r[8] == "\\N")
+            .map(|r| r[3].clone())
+            .collect();
         assert_eq!(kept, ["1", "2"]);
     }
 
@@ -470,8 +484,14 @@ mod tests {
             (Some(b""), "empty file"),
             (Some(b"\n \n"), "empty file"),
             (Some(HEADER.as_bytes()), "header only"),
-            (Some(b"Date,Open,High,Low,Close,Volume\n\xff\xfe,1\n"), "not UTF-8"),
-            (Some(b"Date,Open,High,Low,Volume\n2017-01-03,1,1,1,1\n"), "missing required column(s) Close"),
+            (
+                Some(b"Date,Open,High,Low,Close,Volume\n\xff\xfe,1\n"),
+                "not UTF-8",
+            ),
+            (
+                Some(b"Date,Open,High,Low,Volume\n2017-01-03,1,1,1,1\n"),
+                "missing required column(s) Close",
+            ),
         ];
         for (bytes, reason) in cases {
             let parsed = parse_file("ACME", "ACME.csv", bytes);

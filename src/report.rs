@@ -38,7 +38,11 @@ impl std::fmt::Display for Stats {
         writeln!(f, "historical_stocks_data")?;
         writeln!(f, "  rows:              {}", self.rows)?;
         writeln!(f, "  companies:         {}", self.companies)?;
-        writeln!(f, "  dates:             {} .. {}", self.first_date, self.last_date)?;
+        writeln!(
+            f,
+            "  dates:             {} .. {}",
+            self.first_date, self.last_date
+        )?;
         writeln!(f, "  sum value_change:  {}", self.sum_value_change)?;
         writeln!(f, "  mean value_change: {}", self.mean_value_change)?;
         writeln!(f, "  mean open_value:   {}", self.mean_open_value)?;

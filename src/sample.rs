@@ -149,12 +149,18 @@ mod tests {
         let batch = generate(dir.path(), &spec).unwrap();
         assert_eq!(batch.listed.len(), 2 + FAULTY_FILES.len());
         let index = std::fs::read_to_string(&batch.companies).unwrap();
-        assert!(index.starts_with("'AAAA.csv', 'AAAB.csv', 'ZEMPTY.csv'"), "{index}");
+        assert!(
+            index.starts_with("'AAAA.csv', 'AAAB.csv', 'ZEMPTY.csv'"),
+            "{index}"
+        );
         let aaaa = std::fs::read_to_string(batch.stocks.join("AAAA.csv")).unwrap();
         assert_eq!(aaaa.lines().count(), 5);
         assert!(!batch.stocks.join("ZMISSING.csv").exists());
         let again = tempfile::tempdir().unwrap();
         let batch2 = generate(again.path(), &spec).unwrap();
-        assert_eq!(aaaa, std::fs::read_to_string(batch2.stocks.join("AAAA.csv")).unwrap());
+        assert_eq!(
+            aaaa,
+            std::fs::read_to_string(batch2.stocks.join("AAAA.csv")).unwrap()
+        );
     }
 }

@@ -162,7 +162,9 @@ async fn copy_error(
             reason,
         };
     };
-    let position = map.starts.partition_point(|(start, _)| *start <= stream_line);
+    let position = map
+        .starts
+        .partition_point(|(start, _)| *start <= stream_line);
     let Some(&(start, index)) = position.checked_sub(1).and_then(|p| map.starts.get(p)) else {
         return Error::Database {
             action: format!("streaming row {stream_line} into the staging table"),
@@ -206,7 +208,10 @@ mod tests {
             copy_line_from_context("COPY stockload_stage, line 1234, column open_value: \"x\""),
             Some(1234)
         );
-        assert_eq!(copy_line_from_context("COPY stockload_stage, line 7"), Some(7));
+        assert_eq!(
+            copy_line_from_context("COPY stockload_stage, line 7"),
+            Some(7)
+        );
         assert_eq!(copy_line_from_context("SQL statement"), None);
     }
 }

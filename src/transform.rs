@@ -94,7 +94,8 @@ impl Scripts {
         let text = match &self.dir {
             Some(dir) => {
                 let path = dir.join(name);
-                std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read script", path, e))?
+                std::fs::read_to_string(&path)
+                    .map_err(|e| Error::io("cannot read script", path, e))?
             }
             None => embedded(name)
                 .ok_or_else(|| Error::Config(format!("no embedded script named {name}")))?
@@ -134,7 +135,10 @@ mod tests {
 
     #[test]
     fn every_script_a_load_runs_is_embedded_and_documented() {
-        for name in [STAGE_SCRIPT, RECOMPUTE_SCRIPT].iter().chain(TRANSFORM_SCRIPTS.iter()) {
+        for name in [STAGE_SCRIPT, RECOMPUTE_SCRIPT]
+            .iter()
+            .chain(TRANSFORM_SCRIPTS.iter())
+        {
             let text = embedded(name).unwrap_or_else(|| panic!("{name} is not embedded"));
             assert!(text.starts_with("-- "), "{name} must open with a comment");
             assert!(text.contains("Reads"), "{name} must say what it reads");

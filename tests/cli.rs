@@ -16,7 +16,10 @@ fn text(output: &Output) -> String {
 fn batch() -> Batch {
     Batch::new(
         &[
-            ("ACME.csv", &csv(&[("2020-01-02", "10", "11"), ("2020-01-03", "11", "12.1")])),
+            (
+                "ACME.csv",
+                &csv(&[("2020-01-02", "10", "11"), ("2020-01-03", "11", "12.1")]),
+            ),
             ("BETA.csv", &csv(&[("2020-01-02", "5", "5.5")])),
         ],
         "'ACME.csv', 'BETA.csv', 'GONE.csv'",
@@ -45,9 +48,14 @@ fn help_lists_the_commands() {
 
 #[test]
 fn sql_prints_exactly_the_embedded_script() {
-    let output = stockload().args(["sql", "insert_query.sql"]).output().unwrap();
+    let output = stockload()
+        .args(["sql", "insert_query.sql"])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", text(&output));
-    let on_disk = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/insert_query.sql")).unwrap();
+    let on_disk =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/insert_query.sql"))
+            .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), on_disk);
     let listing = stockload().arg("sql").output().unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
@@ -64,12 +72,18 @@ fn an_unreachable_database_fails_without_showing_the_password() {
     let output = stockload()
         .args(load_args(&batch))
         .args(["--connect-timeout", "5"])
-        .env("DATABASE_URL", "postgres://alice:hunter2-secret@127.0.0.1:1/stocks")
+        .env(
+            "DATABASE_URL",
+            "postgres://alice:hunter2-secret@127.0.0.1:1/stocks",
+        )
         .output()
         .unwrap();
     let all = text(&output);
     assert_eq!(output.status.code(), Some(1), "{all}");
-    assert!(all.contains("cannot connect to PostgreSQL at postgres://alice@127.0.0.1:1/stocks"), "{all}");
+    assert!(
+        all.contains("cannot connect to PostgreSQL at postgres://alice@127.0.0.1:1/stocks"),
+        "{all}"
+    );
     assert!(!all.contains("hunter2"), "{all}");
 }
 
@@ -104,7 +118,10 @@ async fn load_json_stats_and_export_round_trip() {
     assert_eq!(stats["companies"], "2");
     assert_eq!(stats["first_date"], "2020-01-02");
     assert_eq!(stats["sum_value_change"], "1.1");
-    assert!(stats["last_run"].as_str().unwrap().starts_with("succeeded (run 1"));
+    assert!(stats["last_run"]
+        .as_str()
+        .unwrap()
+        .starts_with("succeeded (run 1"));
 
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("historical_stock_data.csv");
@@ -165,11 +182,27 @@ async fn a_wrong_database_name_is_reported_without_the_password() {
 #[tokio::test]
 async fn migrate_is_idempotent() {
     let db = TestDb::new().await;
-    let first = stockload().arg("migrate").env("DATABASE_URL", &db.url).output().unwrap();
-    assert!(String::from_utf8_lossy(&first.stdout).contains("applied V1__create_tables"), "{}", text(&first));
-    let second = stockload().arg("migrate").env("DATABASE_URL", &db.url).output().unwrap();
+    let first = stockload()
+        .arg("migrate")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("applied V1__create_tables"),
+        "{}",
+        text(&first)
+    );
+    let second = stockload()
+        .arg("migrate")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
     assert!(second.status.success());
-    assert!(String::from_utf8_lossy(&second.stdout).contains("schema is up to date"), "{}", text(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("schema is up to date"),
+        "{}",
+        text(&second)
+    );
 }
 
 #[test]

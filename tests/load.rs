@@ -6,6 +6,9 @@ use stockload::plan::ChangeBasis;
 
 use crate::support::{csv, Batch, TestDb};
 
+/// kind, file name, line, reason, raw text of a load_rejects row.
+type RejectRow = (String, String, Option<i64>, String, Option<String>);
+
 fn some(s: &str) -> Option<String> {
     Some(s.to_string())
 }
@@ -40,9 +43,24 @@ async fn previous_close_changes_match_hand_computed_values() {
         db.changes().await,
         vec![
             ("ACME".into(), "2020-01-02".into(), None, None),
-            ("ACME".into(), "2020-01-03".into(), some("1.1"), some("10.000000")),
-            ("ACME".into(), "2020-01-06".into(), some("0.0"), some("0.000000")),
-            ("ACME".into(), "2020-01-07".into(), some("-6.05"), some("-50.000000")),
+            (
+                "ACME".into(),
+                "2020-01-03".into(),
+                some("1.1"),
+                some("10.000000")
+            ),
+            (
+                "ACME".into(),
+                "2020-01-06".into(),
+                some("0.0"),
+                some("0.000000")
+            ),
+            (
+                "ACME".into(),
+                "2020-01-07".into(),
+                some("-6.05"),
+                some("-50.000000")
+            ),
             ("ZERO".into(), "2020-01-02".into(), None, None),
             // previous close 0: the change exists, the percentage does not.
             ("ZERO".into(), "2020-01-03".into(), some("2"), None),
@@ -52,7 +70,8 @@ async fn previous_close_changes_match_hand_computed_values() {
     assert_eq!((s.files_listed, s.files_loaded, s.files_skipped), (2, 2, 0));
     assert_eq!((s.rows_read, s.rows_loaded, s.rows_rejected), (6, 6, 0));
     assert_eq!(
-        db.scalar("SELECT status || ':' || rows_loaded FROM load_runs").await,
+        db.scalar("SELECT status || ':' || rows_loaded FROM load_runs")
+            .await,
         some("succeeded:6")
     );
 }
@@ -149,7 +168,8 @@ async fn loading_the_same_batch_twice_leaves_the_table_identical() {
     assert!(report.error.is_none(), "{:?}", report.error);
     assert_eq!(db.rows().await, first);
     assert_eq!(
-        db.scalar("SELECT count(*)::text FROM load_runs WHERE status = 'succeeded'").await,
+        db.scalar("SELECT count(*)::text FROM load_runs WHERE status = 'succeeded'")
+            .await,
         some("2")
     );
 }
@@ -167,10 +187,12 @@ async fn the_standalone_recompute_script_agrees_with_the_load() {
         .unwrap()
         .rows_affected();
     assert_eq!(changed, 0, "a consistent table must not change");
-    sqlx::raw_sql("UPDATE historical_stocks_data SET value_change = NULL, daily_percent_change = NULL")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "UPDATE historical_stocks_data SET value_change = NULL, daily_percent_change = NULL",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(script))
         .execute(&mut conn)
         .await
@@ -193,11 +215,17 @@ async fn faulty_files_and_rows_are_recorded_with_their_reasons() {
             ("BAD.csv", &bad_rows),
             ("EMPTY.csv", ""),
             ("HEADER.csv", "Date,Open,High,Low,Close,Volume,OpenInt\r\n"),
-            ("NOVOL.csv", "Date,Open,High,Low,Close\n2020-01-02,1,1,1,1\n"),
+            (
+                "NOVOL.csv",
+                "Date,Open,High,Low,Close\n2020-01-02,1,1,1,1\n",
+            ),
         ],
         "GOOD.csv\nBAD.csv\nEMPTY.csv\nHEADER.csv\nNOVOL.csv\nMISSING.csv\nLATIN.csv\n",
     );
-    batch.write_bytes("LATIN.csv", b"Date,Open,High,Low,Close,Volume\n2020-01-02,1,1,1,1,1 \xe9\n");
+    batch.write_bytes(
+        "LATIN.csv",
+        b"Date,Open,High,Low,Close,Volume\n2020-01-02,1,1,1,1,1 \xe9\n",
+    );
     let mut plan = batch.plan();
     plan.max_reject_ratio = 1.0;
     let report = db.load_plan(&plan).await;
@@ -208,7 +236,7 @@ async fn faulty_files_and_rows_are_recorded_with_their_reasons() {
     assert_eq!((s.rows_read, s.rows_loaded, s.rows_rejected), (11, 4, 7));
 
     let mut conn = db.conn().await;
-    let rejects: Vec<(String, String, Option<i64>, String, Option<String>)> = sqlx::query_as(
+    let rejects: Vec<RejectRow> = sqlx::query_as(
         "SELECT kind, regexp_replace(file, '^.*/', ''), line, reason, raw_text FROM load_rejects \
          ORDER BY kind, file, line",
     )
@@ -220,21 +248,73 @@ async fn faulty_files_and_rows_are_recorded_with_their_reasons() {
         ("file", "HEADER.csv", None, "header only", None),
         ("file", "LATIN.csv", None, "not UTF-8", None),
         ("file", "MISSING.csv", None, "file not found", None),
-        ("file", "NOVOL.csv", None, "missing required column(s) Volume", None),
-        ("row", "BAD.csv", Some(2), "duplicate date 2020-01-02: superseded by line 9", Some("2020-01-02,10,10,11,11,1000,0")),
-        ("row", "BAD.csv", Some(4), "bad date \"2020-02-30\"", Some("2020-02-30,1,1,1,1,1,0")),
-        ("row", "BAD.csv", Some(5), "Open is not a number", Some("2020-01-06,x,1,1,1,1,0")),
-        ("row", "BAD.csv", Some(6), "Close is negative", Some("2020-01-07,1,1,1,-1,1,0")),
-        ("row", "BAD.csv", Some(7), "Volume is fractional", Some("2020-01-08,1,1,1,1,2.5,0")),
-        ("row", "BAD.csv", Some(8), "wrong field count", Some("2020-01-09,1,1")),
-        ("row", "BAD.csv", Some(10), "truncated last line", Some("2020-01-10,1,1")),
+        (
+            "file",
+            "NOVOL.csv",
+            None,
+            "missing required column(s) Volume",
+            None,
+        ),
+        (
+            "row",
+            "BAD.csv",
+            Some(2),
+            "duplicate date 2020-01-02: superseded by line 9",
+            Some("2020-01-02,10,10,11,11,1000,0"),
+        ),
+        (
+            "row",
+            "BAD.csv",
+            Some(4),
+            "bad date \"2020-02-30\"",
+            Some("2020-02-30,1,1,1,1,1,0"),
+        ),
+        (
+            "row",
+            "BAD.csv",
+            Some(5),
+            "Open is not a number",
+            Some("2020-01-06,x,1,1,1,1,0"),
+        ),
+        (
+            "row",
+            "BAD.csv",
+            Some(6),
+            "Close is negative",
+            Some("2020-01-07,1,1,1,-1,1,0"),
+        ),
+        (
+            "row",
+            "BAD.csv",
+            Some(7),
+            "Volume is fractional",
+            Some("2020-01-08,1,1,1,1,2.5,0"),
+        ),
+        (
+            "row",
+            "BAD.csv",
+            Some(8),
+            "wrong field count",
+            Some("2020-01-09,1,1"),
+        ),
+        (
+            "row",
+            "BAD.csv",
+            Some(10),
+            "truncated last line",
+            Some("2020-01-10,1,1"),
+        ),
     ];
     assert_eq!(rejects.len(), expect.len(), "{rejects:#?}");
     for (got, want) in rejects.iter().zip(expect) {
         assert_eq!(got.0, want.0);
         assert_eq!(got.1, want.1);
         assert_eq!(got.2, want.2, "{got:?}");
-        assert!(got.3.starts_with(want.3), "{got:?} should start with {:?}", want.3);
+        assert!(
+            got.3.starts_with(want.3),
+            "{got:?} should start with {:?}",
+            want.3
+        );
         assert_eq!(got.4.as_deref(), want.4, "{got:?}");
     }
     // The duplicate kept the last row: BAD's 2020-01-02 close is 9.
@@ -262,20 +342,30 @@ async fn too_many_rejects_fail_the_run_and_load_nothing() {
     assert!(error.contains("2 of 3 rows"), "{error}");
     assert_eq!(db.rows().await.len(), 0);
     assert_eq!(
-        db.scalar("SELECT status || ' ' || rows_rejected FROM load_runs").await,
+        db.scalar("SELECT status || ' ' || rows_rejected FROM load_runs")
+            .await,
         some("failed 2")
     );
-    assert_eq!(db.scalar("SELECT count(*)::text FROM load_rejects").await, some("0"));
+    assert_eq!(
+        db.scalar("SELECT count(*)::text FROM load_rejects").await,
+        some("0")
+    );
 }
 
 #[tokio::test]
 async fn an_index_entry_outside_the_folder_fails_clearly() {
     let db = TestDb::new().await;
-    let batch = Batch::new(&[("ACME.csv", &csv(&[("2020-01-02", "1", "1")]))], "'ACME.csv', '../secret.csv'");
+    let batch = Batch::new(
+        &[("ACME.csv", &csv(&[("2020-01-02", "1", "1")]))],
+        "'ACME.csv', '../secret.csv'",
+    );
     let report = db.load(&batch, ChangeBasis::PreviousClose).await;
     let error = report.error.expect("must fail").to_string();
     assert!(error.contains("top_companies.txt"), "{error}");
-    assert!(error.contains("\"../secret.csv\" is not a plain file name"), "{error}");
+    assert!(
+        error.contains("\"../secret.csv\" is not a plain file name"),
+        "{error}"
+    );
     assert_eq!(db.rows().await.len(), 0);
 }
 
@@ -294,7 +384,10 @@ async fn a_failing_transform_script_leaves_the_table_as_it_was() {
         std::fs::write(scripts.path().join(name), text).unwrap();
     }
     let second = Batch::new(
-        &[("ACME.csv", &csv(&[("2020-01-08", "6", "7"), ("2020-01-02", "1", "1")]))],
+        &[(
+            "ACME.csv",
+            &csv(&[("2020-01-08", "6", "7"), ("2020-01-02", "1", "1")]),
+        )],
         "ACME.csv",
     );
     let mut plan = second.plan();
@@ -305,10 +398,14 @@ async fn a_failing_transform_script_leaves_the_table_as_it_was() {
     assert!(error.contains("division by zero"), "{error}");
     assert_eq!(db.rows().await, before);
     assert_eq!(
-        db.scalar("SELECT string_agg(status, ',' ORDER BY id) FROM load_runs").await,
+        db.scalar("SELECT string_agg(status, ',' ORDER BY id) FROM load_runs")
+            .await,
         some("succeeded,failed")
     );
-    assert_eq!(db.scalar("SELECT count(*)::text FROM load_rejects").await, some("0"));
+    assert_eq!(
+        db.scalar("SELECT count(*)::text FROM load_rejects").await,
+        some("0")
+    );
 }
 
 #[tokio::test]
@@ -323,7 +420,12 @@ async fn concurrent_loads_are_serialised() {
         db.load(&a, ChangeBasis::PreviousClose),
         db.load(&b, ChangeBasis::PreviousClose)
     );
-    assert!(ra.error.is_none() && rb.error.is_none(), "{:?} {:?}", ra.error, rb.error);
+    assert!(
+        ra.error.is_none() && rb.error.is_none(),
+        "{:?} {:?}",
+        ra.error,
+        rb.error
+    );
     // Runs never overlap in time: each started after the previous one finished.
     assert_eq!(
         db.scalar(
@@ -336,7 +438,12 @@ async fn concurrent_loads_are_serialised() {
     assert_eq!(db.rows().await.len(), 7);
     // Whichever ran first, 2020-01-08 ends up continuing from 2020-01-07's close: when b ran
     // first, a reached back before it and recomputed it.
-    let last = db.changes().await.into_iter().find(|c| c.1 == "2020-01-08").unwrap();
+    let last = db
+        .changes()
+        .await
+        .into_iter()
+        .find(|c| c.1 == "2020-01-08")
+        .unwrap();
     assert_eq!(last.2, some("1.21"), "{last:?}");
 }
 

@@ -115,7 +115,14 @@ mod tests {
 
     #[test]
     fn rejects_paths_and_empty_lists() {
-        for bad in ["'../etc/passwd'", "a/b.csv", "..", "a\\b.csv", "x\0y", "'unbalanced"] {
+        for bad in [
+            "'../etc/passwd'",
+            "a/b.csv",
+            "..",
+            "a\\b.csv",
+            "x\0y",
+            "'unbalanced",
+        ] {
             let err = parse_index(bad, "top.txt").unwrap_err().to_string();
             assert!(err.contains("top.txt"), "{err}");
             assert!(err.contains("line 1"), "{err}");

@@ -160,6 +160,9 @@ mod tests {
         assert_eq!(root.join("A.csv").to_string(), "s3://bucket/A.csv");
         assert!(Location::parse("s3:///key").is_err());
         let local = Location::parse("data/Stocks").unwrap();
-        assert_eq!(local.join("A.csv"), Location::Local("data/Stocks/A.csv".into()));
+        assert_eq!(
+            local.join("A.csv"),
+            Location::Local("data/Stocks/A.csv".into())
+        );
     }
 }

@@ -17,11 +17,14 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<
             return Err(s3_error("get", bucket, key, describe_sdk_error(&err)));
         }
     };
-    let bytes = response
-        .body
-        .collect()
-        .await
-        .map_err(|err| s3_error("get", bucket, key, format!("reading the body failed: {err}")))?;
+    let bytes = response.body.collect().await.map_err(|err| {
+        s3_error(
+            "get",
+            bucket,
+            key,
+            format!("reading the body failed: {err}"),
+        )
+    })?;
     Ok(Some(bytes.to_vec()))
 }
 
@@ -61,8 +64,13 @@ pub async fn list(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<Str
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| s3_error("list", bucket, prefix, describe_sdk_error(&err)))?;
-        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        let page =
+            page.map_err(|err| s3_error("list", bucket, prefix, describe_sdk_error(&err)))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
     }
     Ok(keys)
 }

@@ -55,7 +55,10 @@ impl TestDb {
         );
         match server() {
             Server::Private(cluster) => {
-                cluster.create_database(&name).await.expect("create database");
+                cluster
+                    .create_database(&name)
+                    .await
+                    .expect("create database");
                 TestDb {
                     url: cluster.url(&name),
                     password: cluster.password().to_string(),
