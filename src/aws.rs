@@ -24,18 +24,25 @@ pub struct Aws {
 }
 
 impl Aws {
-    /// Loads the configuration chain. When no region is configured anywhere, us-east-1 is used.
+    /// Loads the standard configuration chain. When no region is configured anywhere,
+    /// us-east-1 is used.
     pub async fn load(options: &AwsOptions) -> Aws {
+        Aws::from_loader(aws_config::defaults(BehaviorVersion::latest()), options).await
+    }
+
+    /// Loads from a prepared loader (tests point one at an emulator with fixed credentials).
+    pub async fn from_loader(loader: aws_config::ConfigLoader, options: &AwsOptions) -> Aws {
         // ring rather than aws-lc: no C/CMake build, and it cross-compiles for old glibc.
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
             .build_https();
-        let region = aws_config::meta::region::RegionProviderChain::default_provider()
-            .or_else(Region::new("us-east-1"));
-        let loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .region(region);
-        let config = loader.load().await;
+        let mut config = loader.http_client(http).load().await;
+        if config.region().is_none() {
+            config = config
+                .into_builder()
+                .region(Region::new("us-east-1"))
+                .build();
+        }
         let s3 = s3_client(&config, options);
         Aws { config, s3 }
     }
@@ -58,9 +65,10 @@ impl Aws {
 
 fn s3_client(config: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
     let mut builder = aws_sdk_s3::config::Builder::from(config);
-    let env_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    let env_endpoint = config.endpoint_url().is_some()
+        || ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
     if let Some(endpoint) = &options.s3_endpoint {
         builder = builder.endpoint_url(endpoint);
     }
@@ -77,10 +85,11 @@ fn s3_client(config: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
 
 /// The short, credential-free description of an SDK error: the service's error code and message
 /// when it answered (NoSuchBucket, AccessDenied, ...), else the transport problem.
-pub fn describe_sdk_error<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+pub fn describe_sdk_error<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     use aws_sdk_s3::error::SdkError;
     match err {
@@ -89,7 +98,7 @@ where
             match (inner.code(), inner.message()) {
                 (Some(code), Some(message)) => format!("{code}: {message}"),
                 (Some(code), None) => code.to_string(),
-                _ => format!("{inner}"),
+                _ => format!("{inner} (HTTP {})", service.raw().status().as_u16()),
             }
         }
         SdkError::DispatchFailure(failure) => {

@@ -37,6 +37,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Generate a realistic sample batch (Stocks/*.csv and CompanyNames/top_companies.txt).
     Sample(SampleArgs),
+    /// Set up the source bucket: folders, SQL scripts (and the pipeline definition).
+    #[command(subcommand)]
+    Bucket(BucketCommand),
     /// Start a throwaway PostgreSQL, print its URL on stdout, and remove it when stdin closes
     /// (for scripts and benchmarks).
     #[command(hide = true)]
@@ -170,4 +173,25 @@ pub struct SampleArgs {
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+/// `stockload bucket ...`.
+#[derive(Debug, Subcommand)]
+pub enum BucketCommand {
+    /// Create the bucket if needed, the folders CompanyNames/ Logs/ Output/ Scripts/ Stocks/, and
+    /// upload the SQL scripts to Scripts/. Safe to re-run.
+    Init(BucketArgs),
+    /// Upload the embedded SQL scripts to Scripts/ again.
+    UploadScripts(BucketArgs),
+}
+
+/// A bucket to work on.
+#[derive(Debug, Args)]
+pub struct BucketArgs {
+    /// The bucket, as s3://BUCKET.
+    #[arg(value_name = "S3_URI")]
+    pub bucket: String,
+    /// AWS options.
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }

@@ -58,6 +58,8 @@ pub async fn finish_run(conn: &mut PgConnection, run_id: i64, summary: &Summary)
 pub async fn record_failure(db: &Db, summary: &Summary) -> Option<i64> {
     let attempt = async {
         let mut conn = db.connect().await?;
+        // The run may have failed before its migrations ran (bad index, missing bucket).
+        crate::db::migrate(&mut conn).await?;
         let row = sqlx::query(include_str!("../sql/ledger/failed_run.sql"))
             .bind(&summary.source)
             .bind(&summary.companies_file)

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod bucket;
 pub mod cli;
 pub mod db;
 pub mod devdb;
@@ -108,18 +109,29 @@ pub async fn run(cli: Cli) -> Result<bool> {
             let target = Location::parse(&args.to)?;
             let mut conn = db.connect().await?;
             db::migrate(&mut conn).await?;
-            let bytes = match &target {
-                Location::Local(path) => report::export_file(&mut conn, path).await?,
-                Location::S3 { .. } => {
-                    return Err(Error::Config(format!(
-                        "{target}: export to S3 is not available in this build"
-                    )))
-                }
-            };
+            let reader = reader_for(&[&target], &args.aws).await;
+            let bytes = report::export(&mut conn, &target, &reader).await?;
             println!("wrote {bytes} bytes to {target}");
             Ok(true)
         }
         Command::Demo(args) => demo(args).await,
+        Command::Bucket(command) => {
+            let (args, scripts_only) = match &command {
+                cli::BucketCommand::Init(args) => (args, false),
+                cli::BucketCommand::UploadScripts(args) => (args, true),
+            };
+            let bucket = bucket_name(&args.bucket)?;
+            let aws = Aws::load(&aws_options(&args.aws)).await;
+            let done = if scripts_only {
+                bucket::upload_scripts(&aws, &bucket).await?
+            } else {
+                bucket::init(&aws, &bucket).await?
+            };
+            for line in done {
+                println!("{line}");
+            }
+            Ok(true)
+        }
         Command::DevPostgres => {
             let cluster = tokio::task::spawn_blocking(|| devdb::TempCluster::start(&[]))
                 .await
@@ -186,6 +198,16 @@ pub async fn reader_for(locations: &[&Location], args: &cli::AwsArgs) -> Reader 
         Reader::new(Some(Aws::load(&aws_options(args)).await))
     } else {
         Reader::new(None)
+    }
+}
+
+/// The bucket of an `s3://BUCKET[/]` argument.
+pub fn bucket_name(uri: &str) -> Result<String> {
+    match Location::parse(uri)? {
+        Location::S3 { bucket, key } if key.is_empty() => Ok(bucket),
+        _ => Err(Error::Config(format!(
+            "{uri:?} is not a bucket: write s3://BUCKET"
+        ))),
     }
 }
 

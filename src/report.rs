@@ -1,7 +1,7 @@
 //! Reading the table back: `stats` (one row of what an analyst checks first) and `export`
 //! (the Output artifact, streamed with COPY TO STDOUT).
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use futures::TryStreamExt;
 use serde::Serialize;
@@ -9,6 +9,8 @@ use sqlx::{PgConnection, Row};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
+use crate::source::s3::Upload;
+use crate::source::{Location, Reader};
 
 /// The stats row, as text (numerics keep their exact decimal form).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -71,12 +73,83 @@ pub async fn stats(conn: &mut PgConnection) -> Result<Stats> {
     })
 }
 
-/// Streams the export CSV into `sink`, chunk by chunk; returns the bytes written.
-pub async fn export_to<W: tokio::io::AsyncWrite + Unpin>(
-    conn: &mut PgConnection,
-    sink: &mut W,
-    what: &str,
-) -> Result<u64> {
+/// Where an export goes: a local file (written under a temporary name, renamed when complete, so
+/// a failed export never leaves a truncated file) or an S3 object (multipart when large).
+enum Sink<'c> {
+    File {
+        file: tokio::fs::File,
+        partial: PathBuf,
+        path: PathBuf,
+    },
+    S3(Upload<'c>),
+}
+
+impl Sink<'_> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        match self {
+            Sink::File { file, partial, .. } => file
+                .write_all(bytes)
+                .await
+                .map_err(|e| Error::io("cannot write", partial.as_path(), e)),
+            Sink::S3(upload) => upload.write(bytes).await,
+        }
+    }
+
+    async fn finish(self) -> Result<()> {
+        match self {
+            Sink::File {
+                mut file,
+                partial,
+                path,
+            } => {
+                file.flush()
+                    .await
+                    .map_err(|e| Error::io("cannot write", partial.as_path(), e))?;
+                drop(file);
+                tokio::fs::rename(&partial, &path)
+                    .await
+                    .map_err(|e| Error::io("cannot rename export to", path, e))
+            }
+            Sink::S3(upload) => upload.finish().await,
+        }
+    }
+
+    async fn discard(self) {
+        if let Sink::File { partial, .. } = self {
+            let _ = tokio::fs::remove_file(&partial).await;
+        }
+    }
+}
+
+/// Streams the table, as the export CSV, to a local file or an S3 object; returns bytes written.
+pub async fn export(conn: &mut PgConnection, target: &Location, reader: &Reader) -> Result<u64> {
+    let mut sink = match target {
+        Location::Local(path) => {
+            let partial = path.with_extension("csv.partial");
+            let file = tokio::fs::File::create(&partial)
+                .await
+                .map_err(|e| Error::io("cannot create", &partial, e))?;
+            Sink::File {
+                file,
+                partial,
+                path: path.clone(),
+            }
+        }
+        Location::S3 { bucket, key } => Sink::S3(Upload::new(reader.s3(target)?, bucket, key)),
+    };
+    match copy_out(conn, &mut sink).await {
+        Ok(written) => {
+            sink.finish().await?;
+            Ok(written)
+        }
+        Err(err) => {
+            sink.discard().await;
+            Err(err)
+        }
+    }
+}
+
+async fn copy_out(conn: &mut PgConnection, sink: &mut Sink<'_>) -> Result<u64> {
     let mut stream = conn
         .copy_out_raw(include_str!("../sql/reports/export.sql"))
         .await
@@ -87,36 +160,8 @@ pub async fn export_to<W: tokio::io::AsyncWrite + Unpin>(
         .await
         .map_err(|e| Error::database("reading the export", e))?
     {
-        sink.write_all(&chunk)
-            .await
-            .map_err(|e| Error::io("cannot write", what, e))?;
+        sink.write(&chunk).await?;
         written += chunk.len() as u64;
     }
-    sink.flush()
-        .await
-        .map_err(|e| Error::io("cannot write", what, e))?;
     Ok(written)
-}
-
-/// Exports to a local file, written to a temporary name first so a failed export never leaves
-/// a truncated file under the real name.
-pub async fn export_file(conn: &mut PgConnection, path: &Path) -> Result<u64> {
-    let partial = path.with_extension("csv.partial");
-    let mut file = tokio::fs::File::create(&partial)
-        .await
-        .map_err(|e| Error::io("cannot create", &partial, e))?;
-    let written = export_to(conn, &mut file, &partial.display().to_string()).await;
-    drop(file);
-    match written {
-        Ok(bytes) => {
-            tokio::fs::rename(&partial, path)
-                .await
-                .map_err(|e| Error::io("cannot rename export to", path, e))?;
-            Ok(bytes)
-        }
-        Err(err) => {
-            let _ = tokio::fs::remove_file(&partial).await;
-            Err(err)
-        }
-    }
 }

@@ -4,7 +4,7 @@ use std::process::Output;
 
 use crate::support::{csv, stockload, Batch, TestDb};
 
-fn text(output: &Output) -> String {
+pub fn text(output: &Output) -> String {
     format!(
         "status: {:?}\nstdout:\n{}\nstderr:\n{}",
         output.status,

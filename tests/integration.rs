@@ -5,3 +5,6 @@ mod support;
 
 mod cli;
 mod load;
+mod s3;
+
+pub use cli::text as cli_text;

@@ -84,3 +84,149 @@ pub fn s3_error(action: &'static str, bucket: &str, key: &str, reason: String) -
         reason,
     }
 }
+
+/// Part size of multipart uploads (S3's minimum is 5 MiB).
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// An upload fed chunk by chunk: one PutObject when the whole body fits in one part, otherwise a
+/// multipart upload with parts sent as they fill (aborted on error, so no orphaned parts remain).
+pub struct Upload<'c> {
+    client: &'c Client,
+    bucket: String,
+    key: String,
+    buffer: Vec<u8>,
+    multipart: Option<(String, Vec<aws_sdk_s3::types::CompletedPart>)>,
+}
+
+impl<'c> Upload<'c> {
+    /// Starts an upload to `s3://bucket/key` (nothing is sent until a part fills or `finish`).
+    pub fn new(client: &'c Client, bucket: &str, key: &str) -> Upload<'c> {
+        Upload {
+            client,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            buffer: Vec::with_capacity(PART_SIZE),
+            multipart: None,
+        }
+    }
+
+    /// Adds bytes; sends a part whenever one is full.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.buffer.extend_from_slice(bytes);
+        while self.buffer.len() >= PART_SIZE {
+            let rest = self.buffer.split_off(PART_SIZE);
+            let part = std::mem::replace(&mut self.buffer, rest);
+            if let Err(err) = self.send_part(part).await {
+                self.abort().await;
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what is left and completes the object.
+    pub async fn finish(mut self) -> Result<()> {
+        if self.multipart.is_none() {
+            let body = std::mem::take(&mut self.buffer);
+            return put(self.client, &self.bucket, &self.key, body).await;
+        }
+        let last = std::mem::take(&mut self.buffer);
+        if !last.is_empty() {
+            if let Err(err) = self.send_part(last).await {
+                self.abort().await;
+                return Err(err);
+            }
+        }
+        let Some((upload_id, parts)) = self.multipart.take() else {
+            return Ok(());
+        };
+        let completed = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        if let Err(err) = completed {
+            self.multipart = Some((upload_id, Vec::new()));
+            self.abort().await;
+            return Err(s3_error(
+                "complete upload",
+                &self.bucket,
+                &self.key,
+                describe_sdk_error(&err),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self, part: Vec<u8>) -> Result<()> {
+        if self.multipart.is_none() {
+            let created = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .send()
+                .await
+                .map_err(|e| {
+                    s3_error(
+                        "start upload",
+                        &self.bucket,
+                        &self.key,
+                        describe_sdk_error(&e),
+                    )
+                })?;
+            let upload_id = created.upload_id().unwrap_or_default().to_string();
+            self.multipart = Some((upload_id, Vec::new()));
+        }
+        let Some((upload_id, parts)) = self.multipart.as_mut() else {
+            return Ok(());
+        };
+        let number = parts.len() as i32 + 1;
+        let uploaded = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload_id.as_str())
+            .part_number(number)
+            .body(part.into())
+            .send()
+            .await
+            .map_err(|e| {
+                s3_error(
+                    "upload part",
+                    &self.bucket,
+                    &self.key,
+                    describe_sdk_error(&e),
+                )
+            })?;
+        parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(uploaded.e_tag().map(str::to_string))
+                .build(),
+        );
+        Ok(())
+    }
+
+    async fn abort(&mut self) {
+        if let Some((upload_id, _)) = self.multipart.take() {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(upload_id)
+                .send()
+                .await;
+        }
+    }
+}
