@@ -37,6 +37,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Generate a realistic sample batch (Stocks/*.csv and CompanyNames/top_companies.txt).
     Sample(SampleArgs),
+    /// Send a test notice to the configured notification targets.
+    NotifyTest(NotifyTestArgs),
     /// Set up the source bucket: folders, SQL scripts (and the pipeline definition).
     #[command(subcommand)]
     Bucket(BucketCommand),
@@ -92,6 +94,27 @@ pub struct LoadArgs {
     /// AWS options.
     #[command(flatten)]
     pub aws: AwsArgs,
+    /// Notifications.
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+}
+
+/// Who hears about each attempted run.
+#[derive(Debug, Args, Clone, Default)]
+pub struct NotifyArgs {
+    /// Send the run notice here (repeatable): sns:TOPIC_ARN,
+    /// smtp://HOST[:PORT]?from=ADDR&to=ADDR[,ADDR][&tls=starttls|tls|none] (credentials from
+    /// SMTP_USERNAME/SMTP_PASSWORD), or console.
+    #[arg(long = "notify", value_name = "TARGET", env = "STOCKLOAD_NOTIFY")]
+    pub targets: Vec<String>,
+    /// Subject prefix: NAME_Pipeline_Success / NAME_Pipeline_Failure.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "STOCKLOAD_NOTIFY_NAME",
+        default_value = "stockload"
+    )]
+    pub notify_name: String,
 }
 
 /// AWS options for S3 locations.
@@ -191,6 +214,17 @@ pub struct BucketArgs {
     /// The bucket, as s3://BUCKET.
     #[arg(value_name = "S3_URI")]
     pub bucket: String,
+    /// AWS options.
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// `stockload notify-test`.
+#[derive(Debug, Args)]
+pub struct NotifyTestArgs {
+    /// Notifications.
+    #[command(flatten)]
+    pub notify: NotifyArgs,
     /// AWS options.
     #[command(flatten)]
     pub aws: AwsArgs,

@@ -10,6 +10,7 @@ pub mod devdb;
 pub mod error;
 pub mod ledger;
 pub mod load;
+pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod plan;
@@ -59,13 +60,58 @@ pub async fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Command::Load(args) => {
-            let db = database(&args.db)?;
-            let plan = load_plan(&args)?;
-            let reader = reader_for(&[&plan.source, &plan.companies], &args.aws).await;
+            // Notification targets first: every later failure must reach them.
+            let targets = notify::parse_targets(&args.notify.targets)?;
+            let name = &args.notify.notify_name;
+            let prepared = database(&args.db).and_then(|db| Ok((db, load_plan(&args)?)));
+            let needs_s3 = prepared
+                .as_ref()
+                .is_ok_and(|(_, plan)| plan.source.is_s3() || plan.companies.is_s3());
+            let aws = if needs_s3 || notify::needs_aws(&targets) {
+                Some(Aws::load(&aws_options(&args.aws)).await)
+            } else {
+                None
+            };
+            let (db, plan) = match prepared {
+                Ok(prepared) => prepared,
+                Err(err) => {
+                    let notice = notify::Notice::from_error(name, "invalid configuration", &err);
+                    notify::send_all(&targets, &notice, aws.as_ref()).await;
+                    return Err(err);
+                }
+            };
+            let reader = Reader::new(aws.clone());
             let progress = progress_bar(!args.json);
             let report = load::run(&db, &reader, &plan, &progress).await;
             print_summary(&report.summary, args.json);
+            let notice = notify::Notice::from_summary(name, &report.summary);
+            notify::send_all(&targets, &notice, aws.as_ref()).await;
             Ok(report.summary.ok())
+        }
+        Command::NotifyTest(args) => {
+            let targets = notify::parse_targets(&args.notify.targets)?;
+            if targets.is_empty() {
+                return Err(Error::Config(
+                    "no notification target: give --notify or set STOCKLOAD_NOTIFY".into(),
+                ));
+            }
+            let aws = if notify::needs_aws(&targets) {
+                Some(Aws::load(&aws_options(&args.aws)).await)
+            } else {
+                None
+            };
+            let notice = notify::Notice::test(&args.notify.notify_name);
+            let failures = notify::send_all(&targets, &notice, aws.as_ref()).await;
+            for target in &targets {
+                println!("{target}");
+            }
+            println!(
+                "sent {:?} to {} of {} targets",
+                notice.subject,
+                targets.len() - failures.len(),
+                targets.len()
+            );
+            Ok(failures.is_empty())
         }
         Command::Sql(args) => {
             match args.name {

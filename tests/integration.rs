@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod load;
+mod notify;
 mod s3;
 
 pub use cli::text as cli_text;

@@ -133,3 +133,61 @@ pub fn unique_bucket(prefix: &str) -> String {
         NEXT.fetch_add(1, Ordering::SeqCst)
     )
 }
+
+/// The aiosmtpd server of this test process and the Maildir it writes to.
+pub struct Smtp {
+    /// The server.
+    pub service: Service,
+    /// Its Maildir.
+    pub maildir: PathBuf,
+}
+
+/// Starts (once) and returns the SMTP server.
+pub fn smtp() -> &'static Smtp {
+    static SMTP: OnceLock<Smtp> = OnceLock::new();
+    SMTP.get_or_init(|| {
+        let port = free_port();
+        let maildir = std::env::temp_dir().join(format!("stockload-mail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&maildir);
+        let python = tool("python3");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
+        let service = start(
+            &format!(
+                "'{}' '{}' {port} '{}'",
+                python.display(),
+                script.display(),
+                maildir.display()
+            ),
+            "READY",
+            port,
+        );
+        Smtp { service, maildir }
+    })
+}
+
+impl Smtp {
+    /// A target URL delivering to `to` without TLS.
+    pub fn target(&self, to: &str) -> String {
+        format!(
+            "smtp://127.0.0.1:{}?from=stockload@example.com&to={to}&tls=none",
+            self.service.port
+        )
+    }
+
+    /// The raw text of every received message whose Subject is `subject`.
+    pub fn messages(&self, subject: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for folder in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(self.maildir.join(folder)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                if text.lines().any(|l| l == format!("Subject: {subject}")) {
+                    found.push(text);
+                }
+            }
+        }
+        found
+    }
+}
