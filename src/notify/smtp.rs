@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tls {
+pub enum Security {
     /// Plain connection upgraded with STARTTLS (required).
     StartTls,
     /// TLS from the first byte (SMTPS).
@@ -34,7 +34,7 @@ pub struct SmtpTarget {
     /// Recipients.
     pub to: Vec<String>,
     /// Connection security.
-    pub tls: Tls,
+    pub tls: Security,
     username: Option<String>,
     password: Option<String>,
 }
@@ -78,9 +78,9 @@ impl SmtpTarget {
             .ok_or_else(|| bad("no host"))?
             .to_string();
         let mut tls = if url.scheme() == "smtps" {
-            Tls::Tls
+            Security::Tls
         } else {
-            Tls::StartTls
+            Security::StartTls
         };
         let (mut from, mut to) = (None, Vec::new());
         for (key, value) in url.query_pairs() {
@@ -95,9 +95,9 @@ impl SmtpTarget {
                 ),
                 "tls" => {
                     tls = match value.as_ref() {
-                        "starttls" => Tls::StartTls,
-                        "tls" => Tls::Tls,
-                        "none" => Tls::None,
+                        "starttls" => Security::StartTls,
+                        "tls" => Security::Tls,
+                        "none" => Security::None,
                         _ => return Err(bad("tls must be starttls, tls or none")),
                     }
                 }
@@ -114,9 +114,9 @@ impl SmtpTarget {
                 .map_err(|_| bad(&format!("{address:?} is not an email address")))?;
         }
         let port = url.port().unwrap_or(match tls {
-            Tls::StartTls => 587,
-            Tls::Tls => 465,
-            Tls::None => 25,
+            Security::StartTls => 587,
+            Security::Tls => 465,
+            Security::None => 25,
         });
         let decode = |s: &str| {
             percent_encoding::percent_decode_str(s)
@@ -157,11 +157,11 @@ impl SmtpTarget {
             .body(notice.body.clone())
             .map_err(|e| fail(e.to_string()))?;
         let builder = match self.tls {
-            Tls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&self.host)
+            Security::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&self.host)
                 .map_err(|e| fail(e.to_string()))?,
-            Tls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&self.host)
+            Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&self.host)
                 .map_err(|e| fail(e.to_string()))?,
-            Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host),
+            Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host),
         };
         let mut builder = builder
             .port(self.port)
@@ -187,10 +187,10 @@ mod tests {
         let t = SmtpTarget::parse("smtp://127.0.0.1:2525?from=a@x.io&to=b@x.io&tls=none").unwrap();
         assert_eq!(
             (t.host.as_str(), t.port, t.tls),
-            ("127.0.0.1", 2525, Tls::None)
+            ("127.0.0.1", 2525, Security::None)
         );
         let t = SmtpTarget::parse("smtps://u:secretpw@mail.x.io?from=a@x.io&to=b@x.io").unwrap();
-        assert_eq!((t.port, t.tls), (465, Tls::Tls));
+        assert_eq!((t.port, t.tls), (465, Security::Tls));
         assert!(!format!("{t} {t:?}").contains("secretpw"));
         let err = SmtpTarget::parse("smtp://u:secretpw@mail.x.io?to=b@x.io")
             .unwrap_err()
