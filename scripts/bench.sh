@@ -76,12 +76,13 @@ rows, rows_d = int(rows), int(rows_d)
 s_load, s_copy, s_d = float(s_load), float(s_copy), float(s_d)
 print(f"{'':28}{'rows':>10}{'seconds':>10}{'rows/s':>12}{'peak RSS':>12}")
 print(f"{'stockload load':28}{rows:>10}{s_load:>10.2f}{rows/s_load:>12,.0f}{int(rss_load)/1024:>9.1f} MB")
-print(f"{'psql \\copy (final rows)':28}{rows:>10}{s_copy:>10.2f}{rows/s_copy:>12,.0f}{'':>12}")
+copy_label = "psql \\copy (final rows)"
+print(f"{copy_label:28}{rows:>10}{s_copy:>10.2f}{rows/s_copy:>12,.0f}{'':>12}")
 print(f"{'stockload load, 2x batch':28}{rows_d:>10}{s_d:>10.2f}{rows_d/s_d:>12,.0f}{int(rss_d)/1024:>9.1f} MB")
 if s_s3:
     s_s3 = float(s_s3)
     print(f"{'stockload load from S3':28}{rows:>10}{s_s3:>10.2f}{rows/s_s3:>12,.0f}{int(rss_s3)/1024:>9.1f} MB")
     print(f"S3 / local: {s_s3/s_load:.2f}x (target <= 1.5x)")
-print(f"stockload / \\copy: {s_load/s_copy:.2f}x (target <= 1.2x); RSS 2x batch / 1x: {int(rss_d)/int(rss_load):.2f}")
+print(f"stockload / psql copy: {s_load/s_copy:.2f}x (target <= 1.2x); RSS 2x batch / 1x: {int(rss_d)/int(rss_load):.2f}")
 PY
 echo "work folder: $WORK (remove it when done)"

@@ -37,6 +37,11 @@ pub enum Command {
     Demo(DemoArgs),
     /// Generate a realistic sample batch (Stocks/*.csv and CompanyNames/top_companies.txt).
     Sample(SampleArgs),
+    /// Run a load for every new .SUCCESS marker in a folder, bucket or SQS queue.
+    Watch(WatchArgs),
+    /// AWS Data Pipeline: print (or upload) the pipeline definition.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
     /// Send a test notice to the configured notification targets.
     NotifyTest(NotifyTestArgs),
     /// Set up the source bucket: folders, SQL scripts (and the pipeline definition).
@@ -73,6 +78,17 @@ pub struct LoadArgs {
     /// Index file naming the companies to load ('AAPL.csv', 'MSFT.csv', ... or one per line).
     #[arg(long, value_name = "FILE|S3_URI")]
     pub companies: String,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// How runs are done.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options of every run, however it is started.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
     /// How value_change and daily_percent_change are computed.
     #[arg(long, value_enum, default_value_t = ChangeBasis::PreviousClose)]
     pub change_basis: ChangeBasis,
@@ -85,9 +101,6 @@ pub struct LoadArgs {
     /// Run the transform scripts from this folder instead of the embedded ones (to try a change).
     #[arg(long, value_name = "DIR")]
     pub sql_dir: Option<PathBuf>,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
     /// Database connection.
     #[command(flatten)]
     pub db: DbArgs,
@@ -97,6 +110,38 @@ pub struct LoadArgs {
     /// Notifications.
     #[command(flatten)]
     pub notify: NotifyArgs,
+}
+
+/// `stockload watch`.
+#[derive(Debug, Args, Clone)]
+#[command(group(clap::ArgGroup::new("trigger").required(true).args(["monitored", "queue"])))]
+pub struct WatchArgs {
+    /// Poll this folder or s3://bucket/prefix/ for new .SUCCESS markers.
+    #[arg(long, value_name = "DIR|S3_URI")]
+    pub monitored: Option<String>,
+    /// Long-poll this SQS queue URL for S3 event notifications of .SUCCESS markers.
+    #[arg(long, value_name = "QUEUE_URL")]
+    pub queue: Option<String>,
+    /// Folder or s3:// prefix of the company files. With --queue it defaults to the marker's
+    /// own folder.
+    #[arg(long, value_name = "DIR|S3_URI")]
+    pub source: Option<String>,
+    /// Index file. Defaults to top_companies.txt in the source folder.
+    #[arg(long, value_name = "FILE|S3_URI")]
+    pub companies: Option<String>,
+    /// Seconds between polls of --monitored.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub interval: u64,
+    /// Handle what is there now, then exit (--monitored: one pass; --queue: until the queue
+    /// answers empty).
+    #[arg(long)]
+    pub once: bool,
+    /// Failed runs per marker before it is given up (with --queue: left to the dead-letter queue).
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+    /// How runs are done.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Who hears about each attempted run.
@@ -226,6 +271,71 @@ pub struct NotifyTestArgs {
     #[command(flatten)]
     pub notify: NotifyArgs,
     /// AWS options.
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// `stockload pipeline ...`.
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Print the Data Pipeline definition (the JSON `aws datapipeline put-pipeline-definition`
+    /// takes), checked for what AWS would reject.
+    Definition(DefinitionArgs),
+}
+
+/// Settings of the pipeline definition: a JSON config file, overridden by flags.
+#[derive(Debug, Args)]
+pub struct DefinitionArgs {
+    /// JSON file with the settings (keys as the flags, with underscores: pipeline_name, ...).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Pipeline name.
+    #[arg(long)]
+    pub pipeline_name: Option<String>,
+    /// Source bucket (Scripts/, Stocks/, CompanyNames/, Logs/).
+    #[arg(long)]
+    pub source_bucket: Option<String>,
+    /// AWS region.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// AMI of the EC2 instance.
+    #[arg(long)]
+    pub ami_id: Option<String>,
+    /// EC2 instance type (default t2.micro).
+    #[arg(long)]
+    pub instance_type: Option<String>,
+    /// Security group id (repeatable).
+    #[arg(long = "security-group-id")]
+    pub security_group_ids: Vec<String>,
+    /// Subnet id.
+    #[arg(long)]
+    pub subnet_id: Option<String>,
+    /// RDS instance identifier.
+    #[arg(long)]
+    pub rds_instance_id: Option<String>,
+    /// RDS endpoint host name (value of the myRdsEndpoint parameter).
+    #[arg(long)]
+    pub rds_endpoint: Option<String>,
+    /// Database name.
+    #[arg(long)]
+    pub db_name: Option<String>,
+    /// Database user.
+    #[arg(long)]
+    pub db_user: Option<String>,
+    /// SNS topic ARN for the success/failure alarms.
+    #[arg(long)]
+    pub topic_arn: Option<String>,
+    /// Subject prefix (First_Surname).
+    #[arg(long)]
+    pub notify_name: Option<String>,
+    /// Write the password into the definition in plain text (from DB_PASSWORD); otherwise it is
+    /// the secret parameter *myRdsPassword, given at activation.
+    #[arg(long)]
+    pub embed_password: bool,
+    /// Also upload the definition to s3://SOURCE_BUCKET/pipeline_definition.json.
+    #[arg(long)]
+    pub upload: bool,
+    /// AWS options (for --upload).
     #[command(flatten)]
     pub aws: AwsArgs,
 }

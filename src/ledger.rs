@@ -111,3 +111,10 @@ pub async fn claim_marker(conn: &mut PgConnection, marker: &str, run_id: i64) ->
         }),
     }
 }
+
+/// True when a committed run already loaded this marker (checked on a fresh connection).
+pub async fn marker_processed(db: &Db, marker: &str) -> Result<bool> {
+    let mut conn = db.connect().await?;
+    crate::db::migrate(&mut conn).await?;
+    marker_done(&mut conn, marker).await
+}

@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod bucket;
 pub mod cli;
+pub mod context;
 pub mod db;
 pub mod devdb;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod sample;
 pub mod source;
 pub mod stage;
 pub mod transform;
+pub mod trigger;
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -27,6 +29,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::aws::{Aws, AwsOptions};
 use crate::cli::{Cli, Command, DbArgs};
+use crate::context::Context;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
@@ -60,33 +63,20 @@ pub async fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Command::Load(args) => {
-            // Notification targets first: every later failure must reach them.
-            let targets = notify::parse_targets(&args.notify.targets)?;
-            let name = &args.notify.notify_name;
-            let prepared = database(&args.db).and_then(|db| Ok((db, load_plan(&args)?)));
-            let needs_s3 = prepared
+            let plan = Location::parse(&args.source)
+                .and_then(|source| run_plan(&args.run, source, Location::parse(&args.companies)?));
+            let needs_aws = plan
                 .as_ref()
-                .is_ok_and(|(_, plan)| plan.source.is_s3() || plan.companies.is_s3());
-            let aws = if needs_s3 || notify::needs_aws(&targets) {
-                Some(Aws::load(&aws_options(&args.aws)).await)
-            } else {
-                None
-            };
-            let (db, plan) = match prepared {
-                Ok(prepared) => prepared,
-                Err(err) => {
-                    let notice = notify::Notice::from_error(name, "invalid configuration", &err);
-                    notify::send_all(&targets, &notice, aws.as_ref()).await;
-                    return Err(err);
-                }
-            };
-            let reader = Reader::new(aws.clone());
+                .is_ok_and(|p| p.source.is_s3() || p.companies.is_s3());
+            let (ctx, plan) = prepare(&args.run, needs_aws, plan).await?;
             let progress = progress_bar(!args.json);
-            let report = load::run(&db, &reader, &plan, &progress).await;
+            let report = ctx.run(&plan, &progress).await;
             print_summary(&report.summary, args.json);
-            let notice = notify::Notice::from_summary(name, &report.summary);
-            notify::send_all(&targets, &notice, aws.as_ref()).await;
             Ok(report.summary.ok())
+        }
+        Command::Watch(args) => watch(args).await,
+        Command::Pipeline(cli::PipelineCommand::Definition(args)) => {
+            pipeline_definition(args).await
         }
         Command::NotifyTest(args) => {
             let targets = notify::parse_targets(&args.notify.targets)?;
@@ -219,23 +209,171 @@ pub fn database(args: &DbArgs) -> Result<Db> {
     )
 }
 
-/// Validates `load` flags into a plan.
-pub fn load_plan(args: &cli::LoadArgs) -> Result<Plan> {
+/// Validates run flags into a plan for `source` and `companies`.
+pub fn run_plan(args: &cli::RunArgs, source: Location, companies: Location) -> Result<Plan> {
     if !(0.0..=1.0).contains(&args.max_reject_ratio) {
         return Err(Error::Config(format!(
             "--max-reject-ratio must be between 0 and 1, not {}",
             args.max_reject_ratio
         )));
     }
-    let mut plan = Plan::new(
-        Location::parse(&args.source)?,
-        Location::parse(&args.companies)?,
-    );
+    let mut plan = Plan::new(source, companies);
     plan.basis = args.change_basis;
     plan.max_reject_ratio = args.max_reject_ratio;
     plan.concurrency = args.concurrency.max(1);
     plan.sql_dir = args.sql_dir.clone();
     Ok(plan)
+}
+
+/// Builds the run context. Notification targets are parsed first, so that any later problem with
+/// the configuration (`prepared`, the database settings) is still notified before it is returned.
+async fn prepare<T>(
+    args: &cli::RunArgs,
+    needs_aws: bool,
+    prepared: Result<T>,
+) -> Result<(Context, T)> {
+    let targets = notify::parse_targets(&args.notify.targets)?;
+    let name = args.notify.notify_name.clone();
+    let prepared = database(&args.db).and_then(|db| Ok((db, prepared?)));
+    let aws = if needs_aws || notify::needs_aws(&targets) {
+        Some(Aws::load(&aws_options(&args.aws)).await)
+    } else {
+        None
+    };
+    match prepared {
+        Ok((db, value)) => Ok((
+            Context {
+                db,
+                reader: Reader::new(aws.clone()),
+                aws,
+                targets,
+                notify_name: name,
+            },
+            value,
+        )),
+        Err(err) => {
+            let notice = notify::Notice::from_error(&name, "invalid configuration", &err);
+            notify::send_all(&targets, &notice, aws.as_ref()).await;
+            Err(err)
+        }
+    }
+}
+
+async fn watch(args: cli::WatchArgs) -> Result<bool> {
+    let parse = |text: &Option<String>| text.as_deref().map(Location::parse).transpose();
+    let setup = (|| {
+        let source = parse(&args.source)?;
+        let companies = parse(&args.companies)?;
+        let monitored = parse(&args.monitored)?;
+        // A template plan: source and companies are settled per marker when not given.
+        let placeholder = Location::Local(".".into());
+        let template = run_plan(&args.run, placeholder.clone(), placeholder)?;
+        Ok((source, companies, monitored, template))
+    })();
+    let needs_aws = args.queue.is_some()
+        || setup
+            .as_ref()
+            .is_ok_and(|(source, companies, monitored, _)| {
+                [source, companies, monitored]
+                    .into_iter()
+                    .flatten()
+                    .any(Location::is_s3)
+            });
+    let (ctx, (source, companies, monitored, mut template)) =
+        prepare(&args.run, needs_aws, setup).await?;
+    if let Some(queue_url) = &args.queue {
+        let options = trigger::queue::QueueOptions {
+            queue_url: queue_url.clone(),
+            source,
+            companies,
+            max_attempts: args.max_attempts,
+            once: args.once,
+        };
+        let runs = trigger::queue::consume(&ctx, &template, &options).await?;
+        println!("handled {runs} runs");
+        return Ok(true);
+    }
+    let (Some(monitored), Some(source)) = (monitored, source) else {
+        let err = Error::Config("watch --monitored needs --source (the company files)".into());
+        ctx.notify_error("invalid configuration", &err).await;
+        return Err(err);
+    };
+    template.companies = companies.unwrap_or_else(|| source.join("top_companies.txt"));
+    template.source = source;
+    let options = trigger::watch::WatchOptions {
+        monitored,
+        interval: Duration::from_secs(args.interval.max(1)),
+        once: args.once,
+        max_attempts: args.max_attempts.max(1),
+    };
+    let runs = trigger::watch::watch(&ctx, &template, &options).await?;
+    println!("started {runs} runs");
+    Ok(true)
+}
+
+async fn pipeline_definition(args: cli::DefinitionArgs) -> Result<bool> {
+    let mut settings = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+            serde_json::from_str::<serde_json::Value>(&text)
+                .map_err(|e| Error::Config(format!("{}: not valid JSON: {e}", path.display())))?
+        }
+        None => serde_json::json!({}),
+    };
+    let overrides = [
+        ("pipeline_name", &args.pipeline_name),
+        ("source_bucket", &args.source_bucket),
+        ("region", &args.region),
+        ("ami_id", &args.ami_id),
+        ("instance_type", &args.instance_type),
+        ("subnet_id", &args.subnet_id),
+        ("rds_instance_id", &args.rds_instance_id),
+        ("rds_endpoint", &args.rds_endpoint),
+        ("db_name", &args.db_name),
+        ("db_user", &args.db_user),
+        ("topic_arn", &args.topic_arn),
+        ("notify_name", &args.notify_name),
+    ];
+    let object = settings
+        .as_object_mut()
+        .ok_or_else(|| Error::Config("the pipeline config must be a JSON object".into()))?;
+    for (key, value) in overrides {
+        if let Some(value) = value {
+            object.insert(key.into(), value.clone().into());
+        }
+    }
+    if !args.security_group_ids.is_empty() {
+        object.insert(
+            "security_group_ids".into(),
+            args.security_group_ids.clone().into(),
+        );
+    }
+    if args.embed_password {
+        let password = std::env::var("DB_PASSWORD").map_err(|_| {
+            Error::Config(
+                "--embed-password takes the password from DB_PASSWORD, which is not set".into(),
+            )
+        })?;
+        object.insert("embed_password".into(), true.into());
+        object.insert("db_password".into(), password.into());
+    }
+    let settings: pipeline::PipelineSettings = serde_json::from_value(settings).map_err(|e| {
+        Error::Config(format!(
+            "pipeline settings: {e} (give it as a flag or in --config)"
+        ))
+    })?;
+    let definition = pipeline::build_definition(&settings);
+    pipeline::validate(&definition).map_err(Error::Definition)?;
+    let json = definition.to_json_pretty();
+    println!("{json}");
+    if args.upload {
+        let aws = Aws::load(&aws_options(&args.aws)).await;
+        let key = trigger::lambda::DEFAULT_DEFINITION_KEY;
+        source::s3::put(&aws.s3, &settings.source_bucket, key, json.into_bytes()).await?;
+        eprintln!("uploaded to s3://{}/{key}", settings.source_bucket);
+    }
+    Ok(true)
 }
 
 /// A reader that can reach S3 when any of `locations` is in S3.

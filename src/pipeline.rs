@@ -491,9 +491,7 @@ fn percent_encode(s: &str) -> String {
 /// The command field is shown as-is in the console and in the Task Runner
 /// logs; keeping the secret expression out of it means the command text never
 /// carries the password, and the script exports it as `PGPASSWORD` for the
-/// loader. In the URL the password is percent-encoded byte by byte (`od` +
-/// `sed`, POSIX tools only) so that characters such as `#`, `?` or `%` in it
-/// cannot break `DATABASE_URL`.
+/// loader (which reads PGPASSWORD when the URL carries none).
 fn load_command(s: &PipelineSettings) -> String {
     let bucket = &s.source_bucket;
     let binary = shell_word(&format!("s3://{bucket}/{}", s.binary_key));
@@ -502,11 +500,12 @@ fn load_command(s: &PipelineSettings) -> String {
     let region = shell_word(&s.region);
     let user = percent_encode(&s.db_user);
     let db = percent_encode(&s.db_name);
+    // stockload reads PGPASSWORD when the URL has no password, so the secret never has to be
+    // spliced into a URL (or escaped for one).
     format!(
         "export AWS_REGION={region} AWS_DEFAULT_REGION={region} PGPASSWORD=\"$1\" && \
          aws s3 cp {binary} ./stockload && chmod +x ./stockload && \
-         PW_ENC=$(printf '%s' \"$PGPASSWORD\" | od -An -tx1 -v | tr -d ' \\n' | sed 's/../%&/g') && \
-         DATABASE_URL=\"postgres://{user}:${{PW_ENC}}@$2:5432/{db}?sslmode=require\" \
+         DATABASE_URL=\"postgres://{user}@$2:5432/{db}?sslmode=require\" \
          ./stockload load --source {source} --companies {companies}"
     )
 }
@@ -1278,7 +1277,8 @@ mod tests {
         assert!(command.contains(
             "./stockload load --source s3://stock-bucket/Stocks/ --companies s3://stock-bucket/CompanyNames/top_companies.txt"
         ));
-        assert!(command.contains("postgres://loader:${PW_ENC}@$2:5432/stocks?sslmode=require"));
+        assert!(command.contains("postgres://loader@$2:5432/stocks?sslmode=require"));
+        assert!(command.contains("PGPASSWORD=\"$1\""));
         assert!(
             !command.contains("#{"),
             "secrets stay out of the command text"

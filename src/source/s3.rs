@@ -56,6 +56,19 @@ pub async fn put(client: &Client, bucket: &str, key: &str, body: Vec<u8>) -> Res
 
 /// Lists every key under `prefix` (all pages).
 pub async fn list(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+    Ok(list_dated(client, bucket, prefix)
+        .await?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect())
+}
+
+/// Lists every key under `prefix` with its last-modified time (all pages).
+pub async fn list_dated(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<(String, String)>> {
     let mut keys = Vec::new();
     let mut pages = client
         .list_objects_v2()
@@ -66,11 +79,10 @@ pub async fn list(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<Str
     while let Some(page) = pages.next().await {
         let page =
             page.map_err(|err| s3_error("list", bucket, prefix, describe_sdk_error(&err)))?;
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string)),
-        );
+        keys.extend(page.contents().iter().filter_map(|o| {
+            let modified = o.last_modified().map(|t| t.to_string()).unwrap_or_default();
+            o.key().map(|k| (k.to_string(), modified))
+        }));
     }
     Ok(keys)
 }

@@ -1,0 +1,536 @@
+//! The Lambda handler's logic, testable without the Lambda runtime: on an S3 event naming a
+//! `.SUCCESS` marker, either (re)create and activate the AWS Data Pipeline from the definition in
+//! the source bucket (pipeline mode), or run the load itself (direct mode, for accounts that cannot
+//! use Data Pipeline). Configured from environment variables (see [`LambdaConfig::from_vars`]).
+
+use aws_lambda_events::event::s3::S3Event;
+use aws_sdk_datapipeline::types::{
+    Field, ParameterAttribute, ParameterObject, ParameterValue, PipelineObject, Tag,
+};
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
+
+use super::{markers_in_event, S3Marker};
+use crate::aws::{describe_sdk_error, Aws};
+use crate::context::Context;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::load::RunStatus;
+use crate::notify::{self, Target};
+use crate::pipeline::{self, ApiDefinition, Definition, ENDPOINT_PARAMETER, PASSWORD_PARAMETER};
+use crate::plan::Plan;
+use crate::source::{Location, Reader};
+
+/// Where `stockload pipeline definition --upload` puts the definition in the source bucket.
+pub const DEFAULT_DEFINITION_KEY: &str = "pipeline_definition.json";
+
+/// Tag on each pipeline we create: which marker started it (duplicate events are recognised).
+const MARKER_TAG: &str = "stockload:marker";
+
+/// What the handler does on a marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Recreate and activate the Data Pipeline.
+    Pipeline,
+    /// Run the load in the Lambda itself.
+    Direct,
+}
+
+/// How the direct mode reaches the database.
+#[derive(Debug, Clone)]
+pub enum DbSource {
+    /// A URL (DATABASE_URL), with the password in PGPASSWORD or the URL.
+    Url(String),
+    /// Host, port and database from the environment; user and password from a Secrets Manager
+    /// secret (JSON with `username` and `password`, as RDS-managed secrets are).
+    Secret {
+        /// Host name.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Database name.
+        database: String,
+        /// Secret ARN.
+        secret_arn: String,
+    },
+}
+
+/// The handler's configuration.
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    /// Pipeline or direct.
+    pub mode: Mode,
+    /// The source bucket (definition, Stocks/, CompanyNames/).
+    pub source_bucket: String,
+    /// Data Pipeline name.
+    pub pipeline_name: String,
+    /// Key of the definition JSON in the source bucket.
+    pub definition_key: String,
+    /// Prefix of the company files in the source bucket.
+    pub stocks_prefix: String,
+    /// Key of the index file in the source bucket.
+    pub companies_key: String,
+    /// Notification targets (direct mode; pipeline mode notifies through its SnsAlarms).
+    pub targets: Vec<Target>,
+    /// Subject prefix.
+    pub notify_name: String,
+    /// Database (direct mode; in pipeline mode, the secret's password becomes the pipeline's
+    /// `*myRdsPassword` parameter and the host its `myRdsEndpoint` at activation).
+    pub db: Option<DbSource>,
+}
+
+impl LambdaConfig {
+    /// Reads the configuration through `var` (the process environment in the Lambda):
+    /// STOCKLOAD_MODE (pipeline|direct), STOCKLOAD_SOURCE_BUCKET, STOCKLOAD_PIPELINE_NAME,
+    /// STOCKLOAD_DEFINITION_KEY, STOCKLOAD_STOCKS_PREFIX, STOCKLOAD_COMPANIES_KEY,
+    /// STOCKLOAD_NOTIFY, STOCKLOAD_NOTIFY_NAME, and DATABASE_URL or STOCKLOAD_DB_HOST,
+    /// STOCKLOAD_DB_PORT, STOCKLOAD_DB_NAME, STOCKLOAD_DB_SECRET_ARN.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<LambdaConfig> {
+        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &str| {
+            get(name)
+                .ok_or_else(|| Error::Config(format!("environment variable {name} is not set")))
+        };
+        let mode = match get("STOCKLOAD_MODE").as_deref().unwrap_or("pipeline") {
+            "pipeline" => Mode::Pipeline,
+            "direct" => Mode::Direct,
+            other => {
+                return Err(Error::Config(format!(
+                    "STOCKLOAD_MODE is {other:?}: expected pipeline or direct"
+                )))
+            }
+        };
+        let db = match (get("DATABASE_URL"), get("STOCKLOAD_DB_SECRET_ARN")) {
+            (Some(url), _) => Some(DbSource::Url(url)),
+            (None, Some(secret_arn)) => Some(DbSource::Secret {
+                host: required("STOCKLOAD_DB_HOST")?,
+                port: get("STOCKLOAD_DB_PORT")
+                    .map(|p| {
+                        p.parse().map_err(|_| {
+                            Error::Config(format!("STOCKLOAD_DB_PORT {p:?} is not a port"))
+                        })
+                    })
+                    .transpose()?
+                    .unwrap_or(5432),
+                database: get("STOCKLOAD_DB_NAME").unwrap_or_else(|| "stocks".into()),
+                secret_arn,
+            }),
+            (None, None) => None,
+        };
+        if mode == Mode::Direct && db.is_none() {
+            return Err(Error::Config(
+                "direct mode needs DATABASE_URL or STOCKLOAD_DB_SECRET_ARN (+ STOCKLOAD_DB_HOST)"
+                    .into(),
+            ));
+        }
+        Ok(LambdaConfig {
+            mode,
+            source_bucket: required("STOCKLOAD_SOURCE_BUCKET")?,
+            pipeline_name: get("STOCKLOAD_PIPELINE_NAME").unwrap_or_else(|| "stockload".into()),
+            definition_key: get("STOCKLOAD_DEFINITION_KEY")
+                .unwrap_or_else(|| DEFAULT_DEFINITION_KEY.into()),
+            stocks_prefix: get("STOCKLOAD_STOCKS_PREFIX").unwrap_or_else(|| "Stocks/".into()),
+            companies_key: get("STOCKLOAD_COMPANIES_KEY")
+                .unwrap_or_else(|| "CompanyNames/top_companies.txt".into()),
+            targets: notify::parse_targets(
+                &get("STOCKLOAD_NOTIFY").into_iter().collect::<Vec<_>>(),
+            )?,
+            notify_name: get("STOCKLOAD_NOTIFY_NAME").unwrap_or_else(|| "stockload".into()),
+            db,
+        })
+    }
+}
+
+/// Handles one S3 event. Returns one line per marker saying what was done; keys that are not
+/// markers are ignored. In direct mode a failed load is reported (and notified), not returned as
+/// an error, so Lambda does not retry it behind the operators' backs.
+pub async fn handle(aws: &Aws, config: &LambdaConfig, event: &S3Event) -> Result<Vec<String>> {
+    let markers = markers_in_event(event);
+    if markers.is_empty() {
+        tracing::info!(
+            records = event.records.len(),
+            "no .SUCCESS marker in the event; nothing to do"
+        );
+    }
+    let mut done = Vec::new();
+    for marker in markers {
+        tracing::info!(marker = %marker.id(), mode = ?config.mode, "marker received");
+        let line = match config.mode {
+            Mode::Pipeline => start_pipeline(aws, config, &marker).await?,
+            Mode::Direct => run_direct(aws, config, &marker).await?,
+        };
+        tracing::info!("{line}");
+        done.push(line);
+    }
+    Ok(done)
+}
+
+async fn run_direct(aws: &Aws, config: &LambdaConfig, marker: &S3Marker) -> Result<String> {
+    let bucket = &config.source_bucket;
+    let mut plan = Plan::new(
+        Location::S3 {
+            bucket: bucket.clone(),
+            key: config.stocks_prefix.clone(),
+        },
+        Location::S3 {
+            bucket: bucket.clone(),
+            key: config.companies_key.clone(),
+        },
+    );
+    plan.marker = Some(marker.id());
+    let db = match config.db.as_ref().map(|source| database(aws, source)) {
+        Some(db) => db.await,
+        None => Err(Error::Config("no database configured".into())),
+    };
+    let ctx = |db| Context {
+        db,
+        reader: Reader::new(Some(aws.clone())),
+        aws: Some(aws.clone()),
+        targets: config.targets.clone(),
+        notify_name: config.notify_name.clone(),
+    };
+    let db = match db {
+        Ok(db) => db,
+        Err(err) => {
+            // No database: still tell the operators, then fail the invocation.
+            let notice = notify::Notice::from_error(&config.notify_name, "database settings", &err);
+            notify::send_all(&config.targets, &notice, Some(aws)).await;
+            return Err(err);
+        }
+    };
+    let report = ctx(db).run(&plan, &ProgressBar::hidden()).await;
+    let summary = &report.summary;
+    Ok(match summary.status {
+        RunStatus::Succeeded => format!(
+            "{}: loaded {} rows ({} rejected) as run {}",
+            marker.id(),
+            summary.rows_loaded,
+            summary.rows_rejected,
+            summary.run_id.unwrap_or_default()
+        ),
+        RunStatus::AlreadyLoaded => format!("{}: already loaded, nothing to do", marker.id()),
+        RunStatus::Failed => format!(
+            "{}: run failed: {}",
+            marker.id(),
+            summary.error.as_deref().unwrap_or("unknown error")
+        ),
+    })
+}
+
+async fn database(aws: &Aws, source: &DbSource) -> Result<Db> {
+    let timeout = std::time::Duration::from_secs(30);
+    match source {
+        DbSource::Url(url) => Db::new(Some(url), "256MB", timeout),
+        DbSource::Secret {
+            host,
+            port,
+            database,
+            secret_arn,
+        } => {
+            let (user, password) = secret_credentials(aws, secret_arn).await?;
+            Ok(Db::with_credentials(
+                host, *port, database, &user, &password, "256MB", timeout,
+            ))
+        }
+    }
+}
+
+/// Reads `username` and `password` from a Secrets Manager secret.
+pub async fn secret_credentials(aws: &Aws, secret_arn: &str) -> Result<(String, String)> {
+    let fail = |reason: String| Error::Aws {
+        service: "Secrets Manager",
+        action: format!("GetSecretValue {secret_arn}"),
+        reason,
+    };
+    let secret = aws_sdk_secretsmanager::Client::new(&aws.config)
+        .get_secret_value()
+        .secret_id(secret_arn)
+        .send()
+        .await
+        .map_err(|e| fail(describe_sdk_error(&e)))?;
+    let text = secret
+        .secret_string()
+        .ok_or_else(|| fail("the secret has no string value".into()))?;
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|_| fail("the secret is not JSON with username and password".into()))?;
+    match (value["username"].as_str(), value["password"].as_str()) {
+        (Some(user), Some(password)) => Ok((user.to_string(), password.to_string())),
+        _ => Err(fail("the secret lacks username or password".into())),
+    }
+}
+
+fn dp_error(action: impl Into<String>, reason: String) -> Error {
+    Error::Aws {
+        service: "Data Pipeline",
+        action: action.into(),
+        reason,
+    }
+}
+
+/// Deletes the previous pipelines of the configured name, creates a new one, puts the definition
+/// from the source bucket and activates it. A duplicate event for a marker whose pipeline
+/// already exists does nothing.
+async fn start_pipeline(aws: &Aws, config: &LambdaConfig, marker: &S3Marker) -> Result<String> {
+    let dp = aws.datapipeline();
+    let name = &config.pipeline_name;
+
+    // Read and check the definition first: a bad one must not cost us the current pipeline.
+    let location = Location::S3 {
+        bucket: config.source_bucket.clone(),
+        key: config.definition_key.clone(),
+    };
+    let bytes = Reader::new(Some(aws.clone()))
+        .read_required(&location)
+        .await?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::Config(format!("{location} is not UTF-8 JSON")))?;
+    let definition =
+        Definition::from_json(&text).map_err(|e| Error::Config(format!("{location}: {e}")))?;
+    pipeline::validate(&definition).map_err(Error::Definition)?;
+    tracing::info!(%location, objects = definition.objects.len(), "definition read and checked");
+
+    let existing = pipelines_named(&dp, name).await?;
+    if !existing.is_empty() {
+        let described = dp
+            .describe_pipelines()
+            .set_pipeline_ids(Some(existing.clone()))
+            .send()
+            .await
+            .map_err(|e| dp_error("DescribePipelines", describe_sdk_error(&e)))?;
+        for description in described.pipeline_description_list() {
+            let started_by_marker = description
+                .tags()
+                .iter()
+                .any(|t| t.key() == MARKER_TAG && t.value() == marker.id());
+            if started_by_marker {
+                return Ok(format!(
+                    "{}: pipeline {} was already started for this marker (duplicate event)",
+                    marker.id(),
+                    description.pipeline_id()
+                ));
+            }
+        }
+    }
+    for id in &existing {
+        dp.delete_pipeline()
+            .pipeline_id(id)
+            .send()
+            .await
+            .map_err(|e| dp_error(format!("DeletePipeline {id}"), describe_sdk_error(&e)))?;
+        tracing::info!(pipeline = %id, "deleted previous pipeline {name}");
+    }
+
+    // The unique id is derived from the marker: concurrent duplicates of one event get the same
+    // pipeline from AWS instead of two.
+    let digest = Sha256::digest(marker.id().as_bytes());
+    let unique_id: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let tag = Tag::builder()
+        .key(MARKER_TAG)
+        .value(marker.id())
+        .build()
+        .map_err(|e| dp_error("CreatePipeline", e.to_string()))?;
+    let created = dp
+        .create_pipeline()
+        .name(name)
+        .unique_id(format!("stockload-{unique_id}"))
+        .description(format!("stockload run for {}", marker.id()))
+        .tags(tag)
+        .send()
+        .await
+        .map_err(|e| dp_error(format!("CreatePipeline {name}"), describe_sdk_error(&e)))?;
+    let pipeline_id = created.pipeline_id().to_string();
+    tracing::info!(pipeline = %pipeline_id, "created pipeline {name}");
+
+    let api = pipeline::to_api_objects(&definition);
+    let (objects, parameters, values) = sdk_objects(&api)?;
+    let put = dp
+        .put_pipeline_definition()
+        .pipeline_id(&pipeline_id)
+        .set_pipeline_objects(Some(objects))
+        .set_parameter_objects(Some(parameters))
+        .set_parameter_values(Some(values))
+        .send()
+        .await
+        .map_err(|e| dp_error("PutPipelineDefinition", describe_sdk_error(&e)))?;
+    for warning in put.validation_warnings() {
+        tracing::warn!(object = ?warning.id(), "definition warning: {}", warning.warnings().join("; "));
+    }
+    if put.errored() || !put.validation_errors().is_empty() {
+        let errors: Vec<String> = put
+            .validation_errors()
+            .iter()
+            .map(|e| format!("{}: {}", e.id().unwrap_or("?"), e.errors().join("; ")))
+            .collect();
+        return Err(dp_error(
+            format!("PutPipelineDefinition {pipeline_id}"),
+            format!("the definition was rejected: {}", errors.join(" | ")),
+        ));
+    }
+    tracing::info!(pipeline = %pipeline_id, "definition put");
+
+    let mut activate = dp.activate_pipeline().pipeline_id(&pipeline_id);
+    for value in activation_values(aws, config).await? {
+        activate = activate.parameter_values(value);
+    }
+    activate.send().await.map_err(|e| {
+        dp_error(
+            format!("ActivatePipeline {pipeline_id}"),
+            describe_sdk_error(&e),
+        )
+    })?;
+    Ok(format!(
+        "{}: pipeline {name} ({pipeline_id}) created and activated",
+        marker.id()
+    ))
+}
+
+/// The secret password and the endpoint for the pipeline's parameters, when the Lambda knows the
+/// database (so they never have to be stored in the definition).
+async fn activation_values(aws: &Aws, config: &LambdaConfig) -> Result<Vec<ParameterValue>> {
+    let Some(DbSource::Secret {
+        host, secret_arn, ..
+    }) = &config.db
+    else {
+        return Ok(Vec::new());
+    };
+    let (_, password) = secret_credentials(aws, secret_arn).await?;
+    [
+        (PASSWORD_PARAMETER, password),
+        (ENDPOINT_PARAMETER, host.clone()),
+    ]
+    .into_iter()
+    .map(|(id, value)| {
+        ParameterValue::builder()
+            .id(id)
+            .string_value(value)
+            .build()
+            .map_err(|e| dp_error("ActivatePipeline", e.to_string()))
+    })
+    .collect()
+}
+
+/// Ids of every pipeline with this name (all pages).
+async fn pipelines_named(dp: &aws_sdk_datapipeline::Client, name: &str) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut page_marker: Option<String> = None;
+    loop {
+        let page = dp
+            .list_pipelines()
+            .set_marker(page_marker.clone())
+            .send()
+            .await
+            .map_err(|e| dp_error("ListPipelines", describe_sdk_error(&e)))?;
+        ids.extend(
+            page.pipeline_id_list()
+                .iter()
+                .filter(|p| p.name() == Some(name))
+                .filter_map(|p| p.id().map(str::to_string)),
+        );
+        match (page.has_more_results(), page.marker()) {
+            (true, Some(next)) if !next.is_empty() => page_marker = Some(next.to_string()),
+            _ => return Ok(ids),
+        }
+    }
+}
+
+type SdkDefinition = (
+    Vec<PipelineObject>,
+    Vec<ParameterObject>,
+    Vec<ParameterValue>,
+);
+
+/// Converts the plain API objects into the SDK's types.
+fn sdk_objects(api: &ApiDefinition) -> Result<SdkDefinition> {
+    let build = |e: aws_sdk_datapipeline::error::BuildError| {
+        dp_error("PutPipelineDefinition", e.to_string())
+    };
+    let mut objects = Vec::new();
+    for object in &api.pipeline_objects {
+        let mut fields = Vec::new();
+        for field in &object.fields {
+            fields.push(
+                Field::builder()
+                    .key(&field.key)
+                    .set_string_value(field.string_value.clone())
+                    .set_ref_value(field.ref_value.clone())
+                    .build()
+                    .map_err(build)?,
+            );
+        }
+        objects.push(
+            PipelineObject::builder()
+                .id(&object.id)
+                .name(&object.name)
+                .set_fields(Some(fields))
+                .build()
+                .map_err(build)?,
+        );
+    }
+    let mut parameters = Vec::new();
+    for parameter in &api.parameter_objects {
+        let mut attributes = Vec::new();
+        for (key, value) in &parameter.attributes {
+            attributes.push(
+                ParameterAttribute::builder()
+                    .key(key)
+                    .string_value(value)
+                    .build()
+                    .map_err(build)?,
+            );
+        }
+        parameters.push(
+            ParameterObject::builder()
+                .id(&parameter.id)
+                .set_attributes(Some(attributes))
+                .build()
+                .map_err(build)?,
+        );
+    }
+    let mut values = Vec::new();
+    for (id, value) in &api.parameter_values {
+        values.push(
+            ParameterValue::builder()
+                .id(id)
+                .string_value(value)
+                .build()
+                .map_err(build)?,
+        );
+    }
+    Ok((objects, parameters, values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_comes_from_the_environment() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let config = LambdaConfig::from_vars(vars(&[
+            ("STOCKLOAD_SOURCE_BUCKET", "src"),
+            ("STOCKLOAD_PIPELINE_NAME", "p"),
+        ]))
+        .unwrap();
+        assert_eq!(config.mode, Mode::Pipeline);
+        assert_eq!(config.definition_key, DEFAULT_DEFINITION_KEY);
+        let err = LambdaConfig::from_vars(vars(&[
+            ("STOCKLOAD_MODE", "direct"),
+            ("STOCKLOAD_SOURCE_BUCKET", "s"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("DATABASE_URL or STOCKLOAD_DB_SECRET_ARN"),
+            "{err}"
+        );
+        let err = LambdaConfig::from_vars(vars(&[])).unwrap_err().to_string();
+        assert!(err.contains("STOCKLOAD_SOURCE_BUCKET"), "{err}");
+    }
+}
