@@ -57,3 +57,89 @@ pub async fn upload_scripts(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
     }
     Ok(done)
 }
+
+/// Id of the notification rule `notify_queue` manages.
+pub const NOTIFY_RULE_ID: &str = "stockload-success-marker";
+
+/// Makes the bucket notify the SQS queue `queue_arn` whenever an object ending in `.SUCCESS` is
+/// created. Other notification rules of the bucket are kept; ours is replaced. (The queue's policy
+/// must allow s3.amazonaws.com to SendMessage from this bucket; deploy/ sets that up.)
+pub async fn notify_queue(aws: &Aws, bucket: &str, queue_arn: &str) -> Result<()> {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    let client = &aws.s3;
+    let current = match client
+        .get_bucket_notification_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(current) => current,
+        // A 200 whose body the SDK cannot read (seen with S3 emulators): there is nothing we can
+        // keep, so only our rule is set. Any real error (AccessDenied, NoSuchBucket) stops here.
+        Err(aws_sdk_s3::error::SdkError::ServiceError(e)) if e.raw().status().as_u16() == 200 => {
+            tracing::warn!(
+                "could not read the bucket's current notification rules; setting only ours"
+            );
+            aws_sdk_s3::operation::get_bucket_notification_configuration::GetBucketNotificationConfigurationOutput::builder().build()
+        }
+        Err(e) => {
+            return Err(s3_error(
+                "get notification configuration",
+                bucket,
+                "",
+                describe_sdk_error(&e),
+            ))
+        }
+    };
+    let ours = QueueConfiguration::builder()
+        .id(NOTIFY_RULE_ID)
+        .queue_arn(queue_arn)
+        .events(Event::from("s3:ObjectCreated:*"))
+        .filter(
+            NotificationConfigurationFilter::builder()
+                .key(
+                    S3KeyFilter::builder()
+                        .filter_rules(
+                            FilterRule::builder()
+                                .name(FilterRuleName::Suffix)
+                                .value(crate::trigger::MARKER_SUFFIX)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+        .map_err(|e| s3_error("put notification configuration", bucket, "", e.to_string()))?;
+    let mut queues: Vec<QueueConfiguration> = current
+        .queue_configurations()
+        .iter()
+        .filter(|q| q.id() != Some(NOTIFY_RULE_ID))
+        .cloned()
+        .collect();
+    queues.push(ours);
+    let configuration = NotificationConfiguration::builder()
+        .set_queue_configurations(Some(queues))
+        .set_topic_configurations(Some(current.topic_configurations().to_vec()))
+        .set_lambda_function_configurations(Some(current.lambda_function_configurations().to_vec()))
+        .set_event_bridge_configuration(current.event_bridge_configuration().cloned())
+        .build();
+    client
+        .put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(configuration)
+        .send()
+        .await
+        .map_err(|e| {
+            s3_error(
+                "put notification configuration",
+                bucket,
+                "",
+                describe_sdk_error(&e),
+            )
+        })?;
+    Ok(())
+}

@@ -251,6 +251,23 @@ pub enum BucketCommand {
     Init(BucketArgs),
     /// Upload the embedded SQL scripts to Scripts/ again.
     UploadScripts(BucketArgs),
+    /// Make the (monitored) bucket send an S3 event to an SQS queue for every new .SUCCESS
+    /// object, for `stockload watch --queue`.
+    NotifyQueue(NotifyQueueArgs),
+}
+
+/// `stockload bucket notify-queue`.
+#[derive(Debug, Args)]
+pub struct NotifyQueueArgs {
+    /// The bucket, as s3://BUCKET.
+    #[arg(value_name = "S3_URI")]
+    pub bucket: String,
+    /// The queue's ARN (arn:aws:sqs:REGION:ACCOUNT:NAME).
+    #[arg(value_name = "QUEUE_ARN")]
+    pub queue_arn: String,
+    /// AWS options.
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 /// A bucket to work on.

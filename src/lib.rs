@@ -151,10 +151,22 @@ pub async fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Command::Demo(args) => demo(args).await,
+        Command::Bucket(cli::BucketCommand::NotifyQueue(args)) => {
+            let bucket = bucket_name(&args.bucket)?;
+            let aws = Aws::load(&aws_options(&args.aws)).await;
+            bucket::notify_queue(&aws, &bucket, &args.queue_arn).await?;
+            println!(
+                "s3://{bucket}: new *{} objects now notify {}",
+                trigger::MARKER_SUFFIX,
+                args.queue_arn
+            );
+            Ok(true)
+        }
         Command::Bucket(command) => {
             let (args, scripts_only) = match &command {
                 cli::BucketCommand::Init(args) => (args, false),
                 cli::BucketCommand::UploadScripts(args) => (args, true),
+                cli::BucketCommand::NotifyQueue(_) => unreachable!("handled above"),
             };
             let bucket = bucket_name(&args.bucket)?;
             let aws = Aws::load(&aws_options(&args.aws)).await;

@@ -7,5 +7,6 @@ mod cli;
 mod load;
 mod notify;
 mod s3;
+mod triggers;
 
 pub use cli::text as cli_text;

@@ -51,21 +51,39 @@ pub fn decode_event_key(key: &str) -> String {
 
 /// The `.SUCCESS` markers an S3 event names (object-created records only); other keys are ignored.
 pub fn markers_in_event(event: &S3Event) -> Vec<S3Marker> {
-    event
-        .records
+    serde_json::to_value(event)
+        .map(|value| markers_in_json(&value))
+        .unwrap_or_default()
+}
+
+/// The same from the raw JSON of an S3 event notification, read leniently: only the fields we use
+/// must be present (emulators and older senders omit some of the rest).
+pub fn markers_in_json(event: &serde_json::Value) -> Vec<S3Marker> {
+    let Some(records) = event.get("Records").and_then(|r| r.as_array()) else {
+        return Vec::new();
+    };
+    records
         .iter()
         .filter(|r| {
-            r.event_name
-                .as_deref()
+            r.get("eventName")
+                .and_then(|n| n.as_str())
                 .is_none_or(|name| name.starts_with("ObjectCreated"))
         })
         .filter_map(|record| {
-            let bucket = record.s3.bucket.name.clone()?;
-            let key = decode_event_key(record.s3.object.key.as_deref()?);
-            key.ends_with(MARKER_SUFFIX).then(|| S3Marker {
+            let s3 = record.get("s3")?;
+            let bucket = s3.pointer("/bucket/name")?.as_str()?.to_string();
+            let key = decode_event_key(s3.pointer("/object/key")?.as_str()?);
+            // The sequencer tells two uploads of one key apart; without one, the event time does.
+            let sequencer = s3
+                .pointer("/object/sequencer")
+                .or_else(|| record.get("eventTime"))
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+                .map(str::to_string);
+            key.ends_with(MARKER_SUFFIX).then_some(S3Marker {
                 bucket,
                 key,
-                sequencer: record.s3.object.sequencer.clone(),
+                sequencer,
             })
         })
         .collect()

@@ -6,11 +6,10 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::s3::S3Event;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use indicatif::ProgressBar;
 
-use super::{markers_in_event, S3Marker};
+use super::{markers_in_json, S3Marker};
 use crate::aws::describe_sdk_error;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -129,13 +128,13 @@ pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> 
 }
 
 /// The S3 event in a message body: sent by S3 directly, or wrapped in an SNS envelope.
-fn parse_event(body: &str) -> Option<S3Event> {
+fn parse_event(body: &str) -> Option<serde_json::Value> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
     let value = match value.get("Message").and_then(|m| m.as_str()) {
         Some(inner) if value.get("Type").is_some() => serde_json::from_str(inner).ok()?,
         _ => value,
     };
-    serde_json::from_value(value).ok()
+    value.get("Records").is_some().then_some(value)
 }
 
 fn is_test_event(body: &str) -> bool {
@@ -163,7 +162,7 @@ async fn handle_message(
         );
         return (Disposition::Keep, 0);
     };
-    let markers = markers_in_event(&event);
+    let markers = markers_in_json(&event);
     if markers.is_empty() {
         tracing::info!("event without .SUCCESS marker: acknowledged");
         return (Disposition::Delete, 0);
@@ -282,7 +281,7 @@ mod tests {
             "object":{"key":"a/.SUCCESS","size":0,"sequencer":"01"}}}]}"#;
         let envelope = serde_json::json!({"Type": "Notification", "Message": inner}).to_string();
         let event = parse_event(&envelope).expect("envelope");
-        assert_eq!(markers_in_event(&event).len(), 1);
+        assert_eq!(markers_in_json(&event).len(), 1);
         assert!(parse_event("not json").is_none());
     }
 }
