@@ -8,10 +8,22 @@ BIN=$1 WORK=$2 BASE=$3
 PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || { echo "needs .venv (run scripts/test.sh once)" >&2; exit 1; }
 port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-coproc MOTO { .venv/bin/moto_server -H 127.0.0.1 -p "$port" 2>&1; }
-while read -r line <&"${MOTO[0]}"; do case $line in *"Running on"*) break;; esac; done
-cat <&"${MOTO[0]}" >/dev/null &
-trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+# Wait until it accepts connections (at most 30 s).
+"$PY" - "$port" <<'PY'
+import socket, sys, time
+deadline = time.time() + 30
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        break
+    except OSError:
+        if time.time() > deadline:
+            sys.exit("moto_server did not start")
+        time.sleep(0.1)
+PY
 export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
 "$PY" - "$WORK/batch" <<'PY' >&2
 import sys, os, re, boto3, concurrent.futures as cf

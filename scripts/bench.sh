@@ -38,7 +38,8 @@ PY
 
 coproc PG { "$BIN" dev-postgres; }
 read -r URL <&"${PG[0]}"
-cleanup() { exec {PG[1]}>&- ; wait "$PG_PID" 2>/dev/null || true; }
+pg_in=${PG[1]}
+cleanup() { exec {pg_in}>&-; wait "$PG_PID" 2>/dev/null || true; }
 trap cleanup EXIT
 base=${URL%/postgres}
 
@@ -69,15 +70,15 @@ if [ "${BENCH_S3:-0}" = 1 ]; then
   read -r s_s3 rss_s3 < <(bash scripts/bench-s3.sh "$BIN" "$WORK" "$base")
 fi
 
-python3 - "$rows" "$s_load" "$rss_load" "$s_copy" "$rows_double" "$s_double" "$rss_double" "${s_s3:-}" "${rss_s3:-}" <<'PY'
+python3 - "$rows" "$s_load" "$rss_load" "$s_copy" "$rss_copy" "$rows_double" "$s_double" "$rss_double" "${s_s3:-}" "${rss_s3:-}" <<'PY'
 import sys
-rows, s_load, rss_load, s_copy, rows_d, s_d, rss_d, s_s3, rss_s3 = sys.argv[1:]
+rows, s_load, rss_load, s_copy, rss_copy, rows_d, s_d, rss_d, s_s3, rss_s3 = sys.argv[1:]
 rows, rows_d = int(rows), int(rows_d)
 s_load, s_copy, s_d = float(s_load), float(s_copy), float(s_d)
 print(f"{'':28}{'rows':>10}{'seconds':>10}{'rows/s':>12}{'peak RSS':>12}")
 print(f"{'stockload load':28}{rows:>10}{s_load:>10.2f}{rows/s_load:>12,.0f}{int(rss_load)/1024:>9.1f} MB")
 copy_label = "psql \\copy (final rows)"
-print(f"{copy_label:28}{rows:>10}{s_copy:>10.2f}{rows/s_copy:>12,.0f}{'':>12}")
+print(f"{copy_label:28}{rows:>10}{s_copy:>10.2f}{rows/s_copy:>12,.0f}{int(rss_copy)/1024:>9.1f} MB")
 print(f"{'stockload load, 2x batch':28}{rows_d:>10}{s_d:>10.2f}{rows_d/s_d:>12,.0f}{int(rss_d)/1024:>9.1f} MB")
 if s_s3:
     s_s3 = float(s_s3)

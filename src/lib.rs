@@ -421,7 +421,7 @@ pub fn progress_bar(wanted: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files, {msg} ({per_sec})",
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files, {msg}",
     ) {
         bar.set_style(style);
     }

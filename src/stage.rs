@@ -73,7 +73,12 @@ pub async fn stage_files(
             map.starts.push((map.next_line, index));
             map.next_line += parsed.row_lines.len() as u64;
             progress.inc(1);
-            progress.set_message(format!("{} rows", counts.rows_read));
+            let seconds = progress.elapsed().as_secs_f64().max(0.001);
+            progress.set_message(format!(
+                "{} rows, {:.0} rows/s",
+                counts.rows_read,
+                counts.rows_read as f64 / seconds
+            ));
             if let Err(err) = copy.send(parsed.copy_data).await {
                 return Err(copy_error(err, &map, entries, source, reader).await);
             }
