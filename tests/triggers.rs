@@ -664,21 +664,34 @@ async fn a_watcher_killed_mid_load_and_restarted_loads_the_batch_exactly_once() 
                 .unwrap(),
         )
     };
+    // Hold the load lock ourselves, so the first watcher's load is caught inside its transaction
+    // (migrated, index read, waiting for the lock) whatever the machine's speed.
+    let mut blocker = db.conn().await;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(stockload::db::LOAD_LOCK_KEY)
+        .execute(&mut blocker)
+        .await
+        .unwrap();
     let mut first = start();
-    // Mid-load: the load's transaction holds its advisory lock.
-    wait_for("the first load to start", Duration::from_secs(60), || async {
+    wait_for("the first load to wait for the lock", Duration::from_secs(60), || async {
         db.scalar(&format!(
-            "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = {}",
+            "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = {}",
             stockload::db::LOAD_LOCK_KEY & 0xffff_ffff
         ))
         .await
-            .as_deref()
-            != Some("0")
+        .as_deref()
+            == Some("1")
     })
     .await;
     let _ = first.0.kill();
     let _ = first.0.wait();
     drop(first);
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(stockload::db::LOAD_LOCK_KEY)
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    assert_eq!(db.rows().await.len(), 0, "the killed load wrote nothing");
     let _second = start();
     wait_for("the batch to be loaded", Duration::from_secs(120), || async {
         db.scalar("SELECT count(*)::text FROM (SELECT 1 FROM pg_tables WHERE tablename = 'load_runs') t")
