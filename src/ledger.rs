@@ -1,6 +1,8 @@
 //! The run ledger: load_runs (one row per attempted run), load_rejects (filled by
 //! `sql/record_rejects.sql`) and processed_markers. Queries live in `sql/ledger/`.
 
+use std::collections::HashSet;
+
 use sqlx::{PgConnection, Row};
 
 use crate::db::Db;
@@ -112,9 +114,15 @@ pub async fn claim_marker(conn: &mut PgConnection, marker: &str, run_id: i64) ->
     }
 }
 
-/// True when a committed run already loaded this marker (checked on a fresh connection).
-pub async fn marker_processed(db: &Db, marker: &str) -> Result<bool> {
+/// Which of `markers` committed runs already loaded: one connection and one query for a whole
+/// poll, however many markers a folder or bucket has accumulated.
+pub async fn processed_markers(db: &Db, markers: &[String]) -> Result<HashSet<String>> {
     let mut conn = db.connect().await?;
     crate::db::migrate(&mut conn).await?;
-    marker_done(&mut conn, marker).await
+    let rows = sqlx::query("SELECT marker FROM processed_markers WHERE marker = ANY($1)")
+        .bind(markers)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| Error::database("checking processed_markers", e))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }

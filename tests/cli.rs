@@ -141,13 +141,10 @@ async fn load_json_stats_and_export_round_trip() {
     );
     // Round trip: the file loads back into an empty copy of the table unchanged.
     let mut conn = db.conn().await;
-    sqlx::raw_sql(
-        "CREATE TABLE copy_back (LIKE historical_stocks_data INCLUDING ALL); \
-         COPY copy_back FROM '/dev/null'",
-    )
-    .execute(&mut conn)
-    .await
-    .ok();
+    sqlx::raw_sql("CREATE TABLE copy_back (LIKE historical_stocks_data INCLUDING ALL)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let mut copy = conn
         .copy_in_raw("COPY copy_back FROM STDIN WITH (FORMAT csv)")
         .await

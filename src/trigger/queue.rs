@@ -170,7 +170,10 @@ async fn handle_message(
     let mut disposition = Disposition::Delete;
     let mut runs = 0;
     for marker in markers {
-        match ledger::marker_processed(&ctx.db, &marker.id()).await {
+        match ledger::processed_markers(&ctx.db, &[marker.id()])
+            .await
+            .map(|done| done.contains(&marker.id()))
+        {
             Ok(true) => {
                 tracing::info!(marker = %marker.id(), "already loaded: acknowledged without reloading");
                 continue;

@@ -44,11 +44,11 @@ pub async fn watch(ctx: &Context, template: &Plan, options: &WatchOptions) -> Re
     loop {
         match find_markers(ctx, &options.monitored).await {
             Ok(markers) => {
+                let ids: Vec<String> = markers.iter().map(|m| m.id.clone()).collect();
+                let done = ledger::processed_markers(&ctx.db, &ids).await?;
                 for marker in markers {
                     let tried = attempts.get(&marker.id).copied().unwrap_or(0);
-                    if tried >= options.max_attempts
-                        || ledger::marker_processed(&ctx.db, &marker.id).await?
-                    {
+                    if tried >= options.max_attempts || done.contains(&marker.id) {
                         continue;
                     }
                     tracing::info!(marker = %marker.id, "new marker: starting a run");
