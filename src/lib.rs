@@ -483,6 +483,14 @@ async fn demo(args: cli::DemoArgs) -> Result<bool> {
     println!();
     print!("{}", report.summary);
     let mut conn = db.connect().await?;
+    if let Some(run_id) = report.summary.run_id {
+        for (file, line, reason) in report::rejects(&mut conn, run_id, 20).await? {
+            println!(
+                "  rejected:  {file} line {}: {reason}",
+                line.unwrap_or_default()
+            );
+        }
+    }
     println!();
     print!("{}", report::stats(&mut conn).await?);
     println!("\nall done; the throwaway database and sample files are removed now");

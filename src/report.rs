@@ -73,6 +73,20 @@ pub async fn stats(conn: &mut PgConnection) -> Result<Stats> {
     })
 }
 
+/// The first `limit` rejected rows of run `run_id`: (file name, line, reason).
+pub async fn rejects(
+    conn: &mut PgConnection,
+    run_id: i64,
+    limit: i64,
+) -> Result<Vec<(String, Option<i64>, String)>> {
+    sqlx::query_as(include_str!("../sql/reports/rejects.sql"))
+        .bind(run_id)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| Error::database("reading load_rejects", e))
+}
+
 /// Where an export goes: a local file (written under a temporary name, renamed when complete, so
 /// a failed export never leaves a truncated file) or an S3 object (multipart when large).
 enum Sink<'c> {

@@ -214,4 +214,8 @@ fn demo_runs_on_a_private_throwaway_database() {
     assert!(all.contains("run 1 succeeded"), "{all}");
     assert!(all.contains("10 listed, 6 loaded, 4 skipped"), "{all}");
     assert!(all.contains("rows:              155"), "{all}");
+    assert!(
+        all.contains("rejected:  ZBADROWS.csv line 8: Open is negative: \"-4.5\""),
+        "{all}"
+    );
 }
