@@ -2,7 +2,6 @@
 //! for `stockload demo`, the tests and the benchmark. Removed when dropped — and, through a small
 //! watcher process that waits for our end of a pipe to close, also when this process dies.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -159,17 +158,15 @@ fn spawn_watcher(bin: &Path, dir: &Path, as_postgres: bool) -> Option<Child> {
         "read _ignored; {stop} >/dev/null 2>&1; rm -rf '{}'",
         dir.display()
     );
-    let mut child = Command::new("sh")
+    // Nothing is ever written to its stdin: EOF (our exit or drop) is the signal.
+    Command::new("sh")
         .arg("-c")
         .arg(script)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .ok()?;
-    // Nothing is ever written: EOF (our exit or drop) is the signal.
-    let _ = child.stdin.as_mut().map(|stdin| stdin.flush());
-    Some(child)
+        .ok()
 }
 
 fn pg_command(bin: &Path, program: &str, as_postgres: bool) -> Command {

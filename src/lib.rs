@@ -151,29 +151,28 @@ pub async fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Command::Demo(args) => demo(args).await,
-        Command::Bucket(cli::BucketCommand::NotifyQueue(args)) => {
-            let bucket = bucket_name(&args.bucket)?;
-            let aws = Aws::load(&aws_options(&args.aws)).await;
-            bucket::notify_queue(&aws, &bucket, &args.queue_arn).await?;
-            println!(
-                "s3://{bucket}: new *{} objects now notify {}",
-                trigger::MARKER_SUFFIX,
-                args.queue_arn
-            );
-            Ok(true)
-        }
         Command::Bucket(command) => {
-            let (args, scripts_only) = match &command {
-                cli::BucketCommand::Init(args) => (args, false),
-                cli::BucketCommand::UploadScripts(args) => (args, true),
-                cli::BucketCommand::NotifyQueue(_) => unreachable!("handled above"),
+            let (args, aws_args) = match &command {
+                cli::BucketCommand::Init(a) | cli::BucketCommand::UploadScripts(a) => {
+                    (&a.bucket, &a.aws)
+                }
+                cli::BucketCommand::NotifyQueue(a) => (&a.bucket, &a.aws),
             };
-            let bucket = bucket_name(&args.bucket)?;
-            let aws = Aws::load(&aws_options(&args.aws)).await;
-            let done = if scripts_only {
-                bucket::upload_scripts(&aws, &bucket).await?
-            } else {
-                bucket::init(&aws, &bucket).await?
+            let bucket = bucket_name(args)?;
+            let aws = Aws::load(&aws_options(aws_args)).await;
+            let done = match &command {
+                cli::BucketCommand::Init(_) => bucket::init(&aws, &bucket).await?,
+                cli::BucketCommand::UploadScripts(_) => {
+                    bucket::upload_scripts(&aws, &bucket).await?
+                }
+                cli::BucketCommand::NotifyQueue(a) => {
+                    bucket::notify_queue(&aws, &bucket, &a.queue_arn).await?;
+                    vec![format!(
+                        "s3://{bucket}: new *{} objects now notify {}",
+                        trigger::MARKER_SUFFIX,
+                        a.queue_arn
+                    )]
+                }
             };
             for line in done {
                 println!("{line}");
@@ -440,19 +439,16 @@ fn print_summary(summary: &load::Summary, json: bool) {
 }
 
 async fn demo(args: cli::DemoArgs) -> Result<bool> {
-    let cluster;
-    let url = match &args.database_url {
-        Some(url) => url.clone(),
+    // The cluster lives until the end of the demo; dropping it removes it.
+    let (url, _cluster) = match &args.database_url {
+        Some(url) => (url.clone(), None),
         None => {
             println!("starting a throwaway PostgreSQL ...");
             let started = tokio::task::spawn_blocking(|| devdb::TempCluster::start(&[]))
                 .await
                 .map_err(|e| Error::Cluster(e.to_string()))??;
             started.create_database("stockload_demo").await?;
-            let url = started.url("stockload_demo");
-            cluster = Some(started);
-            let _ = &cluster;
-            url
+            (started.url("stockload_demo"), Some(started))
         }
     };
     let db = Db::new(Some(&url), "64MB", Duration::from_secs(30))?;

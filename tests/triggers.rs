@@ -355,17 +355,7 @@ async fn a_running_watcher_picks_up_a_marker() {
     );
     std::fs::write(monitored.path().join(".SUCCESS"), "").unwrap();
     wait_for("the watcher's run", Duration::from_secs(60), || async {
-        db.scalar(
-            "SELECT count(*)::text FROM (SELECT 1 FROM pg_tables WHERE tablename = 'load_runs') t",
-        )
-        .await
-        .as_deref()
-            == Some("1")
-            && db
-                .scalar("SELECT count(*)::text FROM load_runs WHERE status = 'succeeded'")
-                .await
-                .as_deref()
-                == Some("1")
+        db.succeeded_runs().await == 1
     })
     .await;
     assert_eq!(db.rows().await.len(), 1);
@@ -693,14 +683,11 @@ async fn a_watcher_killed_mid_load_and_restarted_loads_the_batch_exactly_once() 
         .unwrap();
     assert_eq!(db.rows().await.len(), 0, "the killed load wrote nothing");
     let _second = start();
-    wait_for("the batch to be loaded", Duration::from_secs(120), || async {
-        db.scalar("SELECT count(*)::text FROM (SELECT 1 FROM pg_tables WHERE tablename = 'load_runs') t")
-            .await
-            .as_deref()
-            == Some("1")
-            && db.scalar("SELECT count(*)::text FROM load_runs WHERE status = 'succeeded'").await.as_deref()
-                == Some("1")
-    })
+    wait_for(
+        "the batch to be loaded",
+        Duration::from_secs(120),
+        || async { db.succeeded_runs().await == 1 },
+    )
     .await;
     assert_eq!(db.rows().await.len(), 300 * 400);
     assert_eq!(

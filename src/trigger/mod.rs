@@ -8,6 +8,8 @@ pub mod watch;
 
 use aws_lambda_events::event::s3::S3Event;
 
+use crate::source::Location;
+
 /// Files whose name ends with this mark a batch as complete.
 pub const MARKER_SUFFIX: &str = ".SUCCESS";
 
@@ -31,11 +33,12 @@ impl S3Marker {
         }
     }
 
-    /// The folder the marker sits in, as `s3://bucket/prefix/`.
-    pub fn folder(&self) -> String {
-        match self.key.rfind('/') {
-            Some(slash) => format!("s3://{}/{}", self.bucket, &self.key[..=slash]),
-            None => format!("s3://{}/", self.bucket),
+    /// The folder the marker sits in (`s3://bucket/prefix/`).
+    pub fn folder(&self) -> Location {
+        let prefix = self.key.rfind('/').map_or("", |slash| &self.key[..=slash]);
+        Location::S3 {
+            bucket: self.bucket.clone(),
+            key: prefix.to_string(),
         }
     }
 }
@@ -118,7 +121,10 @@ mod tests {
             markers[0].id(),
             "s3://monitored/daily run/2026-11-22/.SUCCESS#0A1B"
         );
-        assert_eq!(markers[0].folder(), "s3://monitored/daily run/2026-11-22/");
+        assert_eq!(
+            markers[0].folder().to_string(),
+            "s3://monitored/daily run/2026-11-22/"
+        );
         assert!(markers_in_event(&event("Stocks/AAPL.csv", "ObjectCreated:Put")).is_empty());
         assert!(markers_in_event(&event("x/.SUCCESS", "ObjectRemoved:Delete")).is_empty());
         assert!(markers_in_event(&event("x.SUCCESS.bak", "ObjectCreated:Put")).is_empty());

@@ -215,12 +215,7 @@ async fn handle_message(
 
 /// The batch a marker names: the configured source, or the marker's own folder.
 fn plan_for(template: &Plan, options: &QueueOptions, marker: &S3Marker) -> Plan {
-    let source = options.source.clone().unwrap_or_else(|| {
-        Location::parse(&marker.folder()).unwrap_or(Location::S3 {
-            bucket: marker.bucket.clone(),
-            key: String::new(),
-        })
-    });
+    let source = options.source.clone().unwrap_or_else(|| marker.folder());
     let mut plan = template.clone();
     plan.companies = options
         .companies

@@ -132,6 +132,21 @@ impl TestDb {
             .get::<Option<String>, _>(0)
     }
 
+    /// Succeeded runs so far (0 while no run has even created the ledger).
+    pub async fn succeeded_runs(&self) -> usize {
+        if self
+            .scalar("SELECT to_regclass('load_runs')::text")
+            .await
+            .is_none()
+        {
+            return 0;
+        }
+        self.scalar("SELECT count(*)::text FROM load_runs WHERE status = 'succeeded'")
+            .await
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Loads a batch through the library's load function.
     pub async fn load(&self, batch: &Batch, basis: ChangeBasis) -> Report {
         let mut plan = batch.plan();
