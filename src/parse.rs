@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
 /// Columns of the CSV header we need, matched case-insensitively; others are ignored.
@@ -68,6 +68,20 @@ pub fn parse_file(company: &str, file: &str, bytes: Option<&[u8]>) -> ParsedFile
     }
 }
 
+/// A listed file that is not read at all (an index entry that is not a plain file name, a
+/// directory, a special file, one too large or unreadable): one "file skipped" staging row.
+pub fn skipped_file(company: &str, file: &str, reason: String) -> ParsedFile {
+    let mut out = Output::new(company, file);
+    let outcome = out.skip(reason);
+    ParsedFile {
+        company: company.to_string(),
+        file: file.to_string(),
+        outcome,
+        copy_data: out.data,
+        row_lines: out.lines,
+    }
+}
+
 /// A row that passed validation, kept until the end of its file so a later row with the same
 /// date can supersede it (files are small: well under a few MB each).
 struct ValidRow {
@@ -114,7 +128,11 @@ fn parse_rows(bytes: &[u8], out: &mut Output) -> Result<Outcome, String> {
         }
         let end = reader.position().byte() as usize;
         let line = record.position().map_or(0, |p| p.line());
-        let raw = text[start.min(text.len())..end.min(text.len())]
+        // Record boundaries are line ends, so these are char boundaries; `get` keeps that an
+        // assumption we never panic on.
+        let raw = text
+            .get(start.min(text.len())..end.min(text.len()))
+            .unwrap_or_default()
             .trim_end_matches(['\r', '\n'])
             .to_string();
         rows_read += 1;
@@ -230,13 +248,61 @@ fn parse_date(text: &str) -> Result<NaiveDate, String> {
         && b.iter()
             .enumerate()
             .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    // Year 0000 is a valid chrono date but not a PostgreSQL one (there is no year 0 AD).
     shaped
         .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
         .flatten()
+        .filter(|date| date.year() >= 1)
         .ok_or_else(|| format!("bad date {text:?} in Date (expected YYYY-MM-DD)"))
 }
 
+/// Longest price text accepted: far beyond any real price, and it keeps every accepted text
+/// within what PostgreSQL's `numeric` input takes (exponent and scale limits).
+const MAX_NUMBER_LEN: usize = 40;
+
+/// True for `[+-]digits[.digits][(e|E)[+-]digits]` with at least one mantissa digit and at most
+/// three exponent digits: the decimal forms both Rust and PostgreSQL's `numeric` read the same
+/// way (Rust alone also reads `inf`, `NaN`, `infinity`; PostgreSQL refuses exponents past 1000).
+fn is_decimal(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut mantissa = digits(&mut i);
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        mantissa += digits(&mut i);
+    }
+    if mantissa == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !(1..=3).contains(&digits(&mut i)) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
 fn check_price(name: &str, text: &str) -> Result<(), String> {
+    if text.len() > MAX_NUMBER_LEN {
+        return Err(format!(
+            "{name} is too long to be a price ({} characters)",
+            text.len()
+        ));
+    }
+    if !is_decimal(text) && !text.parse::<f64>().is_ok_and(|v| !v.is_finite()) {
+        return Err(format!("{name} is not a number: {text:?}"));
+    }
     let value: f64 = text
         .parse()
         .map_err(|_| format!("{name} is not a number: {text:?}"))?;
@@ -251,12 +317,21 @@ fn check_price(name: &str, text: &str) -> Result<(), String> {
 
 /// A volume is a whole, non-negative number of shares; `1200.0` is accepted as `1200`.
 fn parse_volume(text: &str) -> Result<String, String> {
+    if text.len() > MAX_NUMBER_LEN {
+        return Err(format!(
+            "Volume is too long to be a number ({} characters)",
+            text.len()
+        ));
+    }
     if let Ok(volume) = text.parse::<i64>() {
         return if volume < 0 {
             Err(format!("Volume is negative: {text:?}"))
         } else {
             Ok(volume.to_string())
         };
+    }
+    if !is_decimal(text) && !text.parse::<f64>().is_ok_and(|v| !v.is_finite()) {
+        return Err(format!("Volume is not a number: {text:?}"));
     }
     let value: f64 = text
         .parse()
@@ -334,9 +409,12 @@ impl<'a> Output<'a> {
 }
 
 /// Appends `value` escaped for COPY's text format (backslash, tab, newline, carriage return).
+/// PostgreSQL text cannot hold a NUL character at all, so a NUL (possible in a rejected line's raw
+/// text) is stored as the four characters `\x00` instead of poisoning the COPY stream.
 pub fn escape_copy_text(value: &str, out: &mut Vec<u8>) {
     for byte in value.bytes() {
         match byte {
+            0 => out.extend_from_slice(b"\\\\x00"),
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\t' => out.extend_from_slice(b"\\t"),
             b'\n' => out.extend_from_slice(b"\\n"),

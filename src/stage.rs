@@ -7,9 +7,9 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::error::{describe_sqlx, Error, Result};
-use crate::parse::{parse_file, Outcome, ParsedFile};
+use crate::parse::{parse_file, skipped_file, Outcome, ParsedFile};
 use crate::source::index::Entry;
-use crate::source::{Location, Reader};
+use crate::source::{FileRead, Location, Reader};
 
 /// The staging table's columns, in the order `parse` writes them.
 const COPY_STATEMENT: &str = "COPY stockload_stage (company_name, line, stock_date, open_value, \
@@ -108,10 +108,20 @@ async fn read_and_parse(
     entry: &Entry,
     index: usize,
 ) -> Result<(usize, ParsedFile)> {
+    if let Some(problem) = &entry.problem {
+        let parsed = skipped_file(&entry.company, &entry.file_name, problem.clone());
+        return Ok((index, parsed));
+    }
     let location = source.join(&entry.file_name);
-    let bytes = reader.read(&location).await?;
-    let company = entry.company.clone();
     let file = location.to_string();
+    let bytes = match reader.read_listed(&location).await? {
+        FileRead::Bytes(bytes) => Some(bytes),
+        FileRead::Missing => None,
+        FileRead::Unusable(reason) => {
+            return Ok((index, skipped_file(&entry.company, &file, reason)));
+        }
+    };
+    let company = entry.company.clone();
     let parsed = tokio::task::spawn_blocking(move || parse_file(&company, &file, bytes.as_deref()))
         .await
         .map_err(|e| Error::Config(format!("parsing {location} stopped unexpectedly: {e}")))?;
@@ -178,16 +188,16 @@ async fn copy_error(
     };
     let entry = &entries[index];
     let location = source.join(&entry.file_name);
-    let line = match reader.read(&location).await {
-        Ok(bytes) => {
-            let parsed = parse_file(&entry.company, &location.to_string(), bytes.as_deref());
+    let line = match reader.read_listed(&location).await {
+        Ok(FileRead::Bytes(bytes)) => {
+            let parsed = parse_file(&entry.company, &location.to_string(), Some(&bytes));
             parsed
                 .row_lines
                 .get((stream_line - start) as usize)
                 .copied()
                 .unwrap_or(0)
         }
-        Err(_) => 0,
+        _ => 0,
     };
     Error::Copy {
         file: location.to_string(),

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod hostile;
 mod load;
 mod notify;
 mod s3;

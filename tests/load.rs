@@ -353,23 +353,6 @@ async fn too_many_rejects_fail_the_run_and_load_nothing() {
 }
 
 #[tokio::test]
-async fn an_index_entry_outside_the_folder_fails_clearly() {
-    let db = TestDb::new().await;
-    let batch = Batch::new(
-        &[("ACME.csv", &csv(&[("2020-01-02", "1", "1")]))],
-        "'ACME.csv', '../secret.csv'",
-    );
-    let report = db.load(&batch, ChangeBasis::PreviousClose).await;
-    let error = report.error.expect("must fail").to_string();
-    assert!(error.contains("top_companies.txt"), "{error}");
-    assert!(
-        error.contains("\"../secret.csv\" is not a plain file name"),
-        "{error}"
-    );
-    assert_eq!(db.rows().await.len(), 0);
-}
-
-#[tokio::test]
 async fn a_failing_transform_script_leaves_the_table_as_it_was() {
     let db = TestDb::new().await;
     db.load(&fixture(), ChangeBasis::PreviousClose).await;

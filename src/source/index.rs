@@ -2,8 +2,9 @@
 //!
 //! Accepted forms: comma-separated entries with optional single or double quotes
 //! (`'AAPL.csv', 'MSFT.csv'`), one entry per line, or a mix; entries with or without `.csv`.
-//! Duplicates are ignored (first occurrence wins). An entry that is not a plain file name is an
-//! error: the index must never make us read outside the source folder.
+//! Duplicates are ignored (first occurrence wins). An entry that is not a plain file name is never
+//! read (the index must never make us read outside the source folder): it becomes a skipped file
+//! with its reason, like a missing one, so one odd line never sinks the rest of the batch.
 
 use crate::error::{Error, Result};
 
@@ -14,6 +15,8 @@ pub struct Entry {
     pub file_name: String,
     /// company_name stored in the table, e.g. `AAPL`.
     pub company: String,
+    /// Why this entry cannot name a file of the batch (it is then skipped, never read).
+    pub problem: Option<String>,
 }
 
 /// Parses the text of an index file; `origin` names the file in error messages.
@@ -27,10 +30,14 @@ pub fn parse_index(text: &str, origin: &str) -> Result<Vec<Entry>> {
             if entry.is_empty() {
                 continue;
             }
-            let parsed = parse_entry(entry).map_err(|reason| Error::Index {
-                file: origin.to_string(),
-                reason: format!("line {}: entry {entry:?} {reason}", line_index + 1),
-            })?;
+            let parsed = parse_entry(entry).unwrap_or_else(|reason| Entry {
+                file_name: entry.to_string(),
+                company: entry.to_string(),
+                problem: Some(format!(
+                    "{origin} line {}: entry {entry:?} {reason}",
+                    line_index + 1
+                )),
+            });
             if seen.insert(parsed.company.clone()) {
                 entries.push(parsed);
             }
@@ -80,6 +87,7 @@ fn parse_entry(entry: &str) -> std::result::Result<Entry, String> {
     Ok(Entry {
         file_name: format!("{company}.csv"),
         company: company.to_string(),
+        problem: None,
     })
 }
 
@@ -114,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_paths_and_empty_lists() {
+    fn paths_become_problem_entries_and_empty_lists_fail() {
         for bad in [
             "'../etc/passwd'",
             "a/b.csv",
@@ -122,13 +130,16 @@ mod tests {
             "a\\b.csv",
             "x\0y",
             "'unbalanced",
+            ".csv",
+            "tab\there",
         ] {
-            let err = parse_index(bad, "top.txt").unwrap_err().to_string();
-            assert!(err.contains("top.txt"), "{err}");
-            assert!(err.contains("line 1"), "{err}");
+            let entries = parse_index(&format!("GOOD.csv\n{bad}"), "top.txt").unwrap();
+            assert_eq!(entries.len(), 2, "{bad:?}");
+            assert_eq!(entries[0].problem, None);
+            let problem = entries[1].problem.as_deref().unwrap_or_default();
+            assert!(problem.contains("top.txt line 2"), "{problem}");
         }
         let err = parse_index(" , ,\n", "top.txt").unwrap_err().to_string();
         assert!(err.contains("lists no company files"), "{err}");
-        assert!(parse_index(".csv", "t").is_err());
     }
 }

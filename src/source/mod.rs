@@ -78,6 +78,79 @@ impl fmt::Display for Location {
     }
 }
 
+/// Largest company file a run reads (real ones are well under 1 MB); a larger one is skipped with
+/// its size as the reason, so one stray file cannot exhaust memory.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What reading one listed company file gave.
+#[derive(Debug)]
+pub enum FileRead {
+    /// Its whole content.
+    Bytes(Vec<u8>),
+    /// No such file.
+    Missing,
+    /// It exists but cannot be a company file: the reason (a directory, a special file, too
+    /// large, unreadable).
+    Unusable(String),
+}
+
+fn too_large(size: u64, max: u64) -> String {
+    format!(
+        "file is {:.1} MiB, larger than the {} MiB a company file may have",
+        size as f64 / 1048576.0,
+        max / 1048576
+    )
+}
+
+/// Reads a local company file without ever blocking on what is not a regular file: opened with
+/// O_NONBLOCK (a FIFO must not wait for a writer), then checked on the open handle (no race
+/// between checking and reading).
+async fn read_local_listed(path: &std::path::Path, max_bytes: u64) -> FileRead {
+    use std::os::unix::fs::FileTypeExt;
+    use tokio::io::AsyncReadExt;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.read(true).custom_flags(libc::O_NONBLOCK);
+    let file = match options.open(path).await {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return FileRead::Missing,
+        Err(err) => return FileRead::Unusable(format!("cannot open: {err}")),
+    };
+    let meta = match file.metadata().await {
+        Ok(meta) => meta,
+        Err(err) => return FileRead::Unusable(format!("cannot read its metadata: {err}")),
+    };
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a named pipe (FIFO)")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(what) = what {
+        return FileRead::Unusable(format!("is {what}, not a regular file"));
+    }
+    if meta.len() > max_bytes {
+        return FileRead::Unusable(too_large(meta.len(), max_bytes));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    if let Err(err) = file.take(max_bytes + 1).read_to_end(&mut bytes).await {
+        return FileRead::Unusable(format!("cannot read: {err}"));
+    }
+    if bytes.len() as u64 > max_bytes {
+        return FileRead::Unusable(too_large(bytes.len() as u64, max_bytes));
+    }
+    FileRead::Bytes(bytes)
+}
+
 /// Reads files from local disk or S3. Cheap to clone; the S3 client is built only when an
 /// `s3://` location is used, so purely local runs need no AWS configuration at all.
 #[derive(Clone, Default)]
@@ -100,6 +173,18 @@ impl Reader {
                 Err(err) => Err(Error::io("cannot read", path, err)),
             },
             Location::S3 { bucket, key } => s3::get(self.s3(location)?, bucket, key).await,
+        }
+    }
+
+    /// Reads one company file listed by the index. Only faults that concern the whole source
+    /// (S3 unreachable, a missing bucket) are errors; whatever the entry itself is, the answer is
+    /// its bytes, `Missing` or `Unusable` with the reason.
+    pub async fn read_listed(&self, location: &Location) -> Result<FileRead> {
+        match location {
+            Location::Local(path) => Ok(read_local_listed(path, MAX_FILE_BYTES).await),
+            Location::S3 { bucket, key } => {
+                s3::get_listed(self.s3(location)?, bucket, key, MAX_FILE_BYTES).await
+            }
         }
     }
 

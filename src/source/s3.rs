@@ -28,6 +28,48 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<
     Ok(Some(bytes.to_vec()))
 }
 
+/// Reads one listed company file: missing and access-denied objects and objects over `max_bytes`
+/// are per-file outcomes (the file is skipped with that reason); anything else — an outage, a
+/// missing bucket — fails the run, so a transient fault is retried instead of loading a part.
+pub async fn get_listed(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    max_bytes: u64,
+) -> Result<super::FileRead> {
+    use super::FileRead;
+    let response = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(response) => response,
+        Err(err) => {
+            if let Some(service) = err.as_service_error() {
+                if let GetObjectError::NoSuchKey(_) = service {
+                    return Ok(FileRead::Missing);
+                }
+                if aws_sdk_s3::error::ProvideErrorMetadata::code(service) == Some("AccessDenied") {
+                    return Ok(FileRead::Unusable(format!(
+                        "cannot read: {}",
+                        describe_sdk_error(&err)
+                    )));
+                }
+            }
+            return Err(s3_error("get", bucket, key, describe_sdk_error(&err)));
+        }
+    };
+    let size = response.content_length().unwrap_or(0).max(0) as u64;
+    if size > max_bytes {
+        return Ok(FileRead::Unusable(super::too_large(size, max_bytes)));
+    }
+    let bytes = response.body.collect().await.map_err(|err| {
+        s3_error(
+            "get",
+            bucket,
+            key,
+            format!("reading the body failed: {err}"),
+        )
+    })?;
+    Ok(FileRead::Bytes(bytes.to_vec()))
+}
+
 /// Checks that the bucket exists and can be listed under `prefix`.
 pub async fn check_prefix(client: &Client, bucket: &str, prefix: &str) -> Result<()> {
     client

@@ -1,0 +1,11 @@
+-- What one run of the hostile-input property recorded ($1 = run id), as bigint counts:
+-- row rejects, skipped files, rows in the table, row rejects missing raw text or line,
+-- rows of the always-good file, rejects without a reason.
+SELECT
+    (SELECT count(*) FROM load_rejects WHERE run_id = $1 AND kind = 'row'),
+    (SELECT count(*) FROM load_rejects WHERE run_id = $1 AND kind = 'file'),
+    (SELECT count(*) FROM historical_stocks_data),
+    (SELECT count(*) FROM load_rejects
+      WHERE run_id = $1 AND kind = 'row' AND (raw_text IS NULL OR line IS NULL)),
+    (SELECT count(*) FROM historical_stocks_data WHERE company_name = 'zzGOOD'),
+    (SELECT count(*) FROM load_rejects WHERE run_id = $1 AND coalesce(reason, '') = '')
