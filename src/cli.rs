@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::secret::Secret;
 use clap::{Args, Parser, Subcommand};
 
 use crate::plan::{ChangeBasis, DEFAULT_CONCURRENCY, DEFAULT_MAX_REJECT_RATIO};
@@ -59,7 +60,7 @@ pub struct DbArgs {
     /// PostgreSQL URL, e.g. postgres://user@host:5432/db?sslmode=require. Without it the PG*
     /// variables are used. Prefer PGPASSWORD or ~/.pgpass to a password in the URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
     /// Seconds to wait for the connection.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub connect_timeout: u64,
@@ -150,8 +151,13 @@ pub struct NotifyArgs {
     /// Send the run notice here (repeatable): sns:TOPIC_ARN,
     /// smtp://HOST[:PORT]?from=ADDR&to=ADDR[,ADDR][&tls=starttls|tls|none] (credentials from
     /// SMTP_USERNAME/SMTP_PASSWORD), or console.
-    #[arg(long = "notify", value_name = "TARGET", env = "STOCKLOAD_NOTIFY")]
-    pub targets: Vec<String>,
+    #[arg(
+        long = "notify",
+        value_name = "TARGET",
+        env = "STOCKLOAD_NOTIFY",
+        hide_env_values = true
+    )]
+    pub targets: Vec<Secret>,
     /// Subject prefix: NAME_Pipeline_Success / NAME_Pipeline_Failure.
     #[arg(
         long,
@@ -217,7 +223,7 @@ pub struct DemoArgs {
     pub rows: usize,
     /// Use this database instead of a throwaway one.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
 }
 
 /// `stockload sample`.

@@ -20,8 +20,8 @@ pub const LOAD_LOCK_KEY: i64 = 0x73746f636b6c6f;
 /// Key of the advisory lock held while migrating.
 pub const MIGRATE_LOCK_KEY: i64 = LOAD_LOCK_KEY + 1;
 
-/// How to reach the database.
-#[derive(Clone, Debug)]
+/// How to reach the database. `Debug` shows what [`Db::display`] shows, never the password.
+#[derive(Clone)]
 pub struct Db {
     options: PgConnectOptions,
     connect_timeout: Duration,
@@ -111,6 +111,12 @@ impl Db {
                 reason: format!("no answer within {:?}", self.connect_timeout),
             }),
         }
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Db({})", self.display())
     }
 }
 
@@ -218,5 +224,12 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(!err.contains("s3cret"), "{err}");
+        let db = Db::new(
+            Some("postgres://alice:s3cret-pw@db.example.com/stocks"),
+            "64MB",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert!(!format!("{db:?}").contains("s3cret"), "{db:?}");
     }
 }

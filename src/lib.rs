@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod report;
 pub mod sample;
+pub mod secret;
 pub mod source;
 pub mod stage;
 pub mod transform;
@@ -33,6 +34,7 @@ use crate::context::Context;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
+use crate::secret::Secret;
 use crate::source::{Location, Reader};
 
 /// Logs go to stderr; `RUST_LOG` overrides the default level (info for stockload, warn otherwise).
@@ -214,7 +216,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
 /// The database from connection flags/environment.
 pub fn database(args: &DbArgs) -> Result<Db> {
     Db::new(
-        args.database_url.as_deref(),
+        args.database_url.as_ref().map(Secret::expose),
         &args.work_mem,
         Duration::from_secs(args.connect_timeout),
     )
@@ -441,7 +443,7 @@ fn print_summary(summary: &load::Summary, json: bool) {
 async fn demo(args: cli::DemoArgs) -> Result<bool> {
     // The cluster lives until the end of the demo; dropping it removes it.
     let (url, _cluster) = match &args.database_url {
-        Some(url) => (url.clone(), None),
+        Some(url) => (url.expose().to_string(), None),
         None => {
             println!("starting a throwaway PostgreSQL ...");
             let started = tokio::task::spawn_blocking(|| devdb::TempCluster::start(&[]))

@@ -206,7 +206,7 @@ pub struct PipelineSettings {
     pub db_user: String,
     /// Database password; only used when `embed_password` is true.
     #[serde(default)]
-    pub db_password: Option<String>,
+    pub db_password: Option<crate::secret::Secret>,
     /// Write `db_password` into the definition instead of the `*myRdsPassword` parameter.
     #[serde(default)]
     pub embed_password: bool,
@@ -514,7 +514,7 @@ fn load_command(s: &PipelineSettings) -> String {
 pub fn build_definition(s: &PipelineSettings) -> Definition {
     let bucket = &s.source_bucket;
     let embedded_password = match (&s.db_password, s.embed_password) {
-        (Some(p), true) => Some(p.clone()),
+        (Some(p), true) => Some(p.expose().to_string()),
         _ => None,
     };
     let password_value = match &embedded_password {
@@ -1339,6 +1339,7 @@ mod tests {
     fn password_only_in_json_when_embedded() {
         let mut s = settings();
         s.db_password = Some("S3cret#Pass?word".into());
+        assert!(!format!("{s:?}").contains("S3cret"));
         let json = build_definition(&s).to_json_pretty();
         assert!(
             !json.contains("S3cret"),

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 use crate::aws::{describe_sdk_error, Aws};
+use crate::secret::Secret;
 use crate::error::{Error, Result};
 use crate::load::{RunStatus, Summary};
 
@@ -68,11 +69,11 @@ impl std::fmt::Display for Target {
 
 /// Parses every `--notify` value; a value may hold several targets separated by commas or
 /// whitespace (handy in one environment variable).
-pub fn parse_targets(values: &[String]) -> Result<Vec<Target>> {
+pub fn parse_targets(values: &[Secret]) -> Result<Vec<Target>> {
     let mut targets = Vec::new();
     for value in values {
         // SMTP URLs use commas inside `to=`; split only between targets.
-        for part in split_targets(value) {
+        for part in split_targets(value.expose()) {
             let target: Target = part.parse()?;
             if !targets.contains(&target) {
                 targets.push(target);
@@ -82,14 +83,25 @@ pub fn parse_targets(values: &[String]) -> Result<Vec<Target>> {
     Ok(targets)
 }
 
+/// Splits before each `sns:arn:`, `smtp://`, `smtps://` or a whole word `console` that follows a
+/// comma or whitespace. `console` must stand alone (`to=ops@x.io,console-team@x.io` is one SMTP
+/// target), and an `sns:` target is always an ARN.
 fn split_targets(value: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let mut start = 0;
-    let starts = ["sns:", "smtp://", "smtps://", "console"];
     let bytes = value.as_bytes();
+    let starts_target = |rest: &str| {
+        ["sns:arn:", "smtp://", "smtps://"]
+            .iter()
+            .any(|s| rest.starts_with(s))
+            || rest.strip_prefix("console").is_some_and(|after| {
+                after.is_empty() || after.starts_with(|c: char| c == ',' || c.is_whitespace())
+            })
+    };
     for i in 1..value.len() {
         if (bytes[i - 1] == b',' || bytes[i - 1].is_ascii_whitespace())
-            && starts.iter().any(|s| value[i..].starts_with(s))
+            && value.is_char_boundary(i)
+            && starts_target(&value[i..])
         {
             parts.push(value[start..i - 1].trim_matches([',', ' ', '\t', '\n']));
             start = i;
@@ -245,6 +257,14 @@ mod tests {
         }
         assert_eq!(targets[2], Target::Console);
         assert!(parse_targets(&["sns:topic".into()]).is_err());
+        // A recipient that starts with "console" stays a recipient.
+        let targets =
+            parse_targets(&["smtp://m:25?from=a@x.io&to=ops@x.io,console-team@x.io".into()])
+                .unwrap();
+        match &targets[..] {
+            [Target::Smtp(smtp)] => assert_eq!(smtp.to, ["ops@x.io", "console-team@x.io"]),
+            other => panic!("{other:?}"),
+        }
         let err = parse_targets(&["ftp://u:pw123@h".into()])
             .unwrap_err()
             .to_string();

@@ -14,6 +14,7 @@ use super::{markers_in_event, S3Marker};
 use crate::aws::{describe_sdk_error, Aws};
 use crate::context::Context;
 use crate::db::Db;
+use crate::secret::Secret;
 use crate::error::{Error, Result};
 use crate::load::RunStatus;
 use crate::notify::{self, Target};
@@ -40,7 +41,7 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub enum DbSource {
     /// A URL (DATABASE_URL), with the password in PGPASSWORD or the URL.
-    Url(String),
+    Url(Secret),
     /// Host, port and database from the environment; user and password from a Secrets Manager
     /// secret (JSON with `username` and `password`, as RDS-managed secrets are).
     Secret {
@@ -101,7 +102,7 @@ impl LambdaConfig {
             }
         };
         let db = match (get("DATABASE_URL"), get("STOCKLOAD_DB_SECRET_ARN")) {
-            (Some(url), _) => Some(DbSource::Url(url)),
+            (Some(url), _) => Some(DbSource::Url(Secret::new(url))),
             (None, Some(secret_arn)) => Some(DbSource::Secret {
                 host: required("STOCKLOAD_DB_HOST")?,
                 port: get("STOCKLOAD_DB_PORT")
@@ -133,7 +134,10 @@ impl LambdaConfig {
             companies_key: get("STOCKLOAD_COMPANIES_KEY")
                 .unwrap_or_else(|| "CompanyNames/top_companies.txt".into()),
             targets: notify::parse_targets(
-                &get("STOCKLOAD_NOTIFY").into_iter().collect::<Vec<_>>(),
+                &get("STOCKLOAD_NOTIFY")
+                    .into_iter()
+                    .map(Secret::from)
+                    .collect::<Vec<_>>(),
             )?,
             notify_name: get("STOCKLOAD_NOTIFY_NAME").unwrap_or_else(|| "stockload".into()),
             db,
@@ -220,7 +224,7 @@ async fn run_direct(aws: &Aws, config: &LambdaConfig, marker: &S3Marker) -> Resu
 async fn database(aws: &Aws, source: &DbSource) -> Result<Db> {
     let timeout = std::time::Duration::from_secs(30);
     match source {
-        DbSource::Url(url) => Db::new(Some(url), "256MB", timeout),
+        DbSource::Url(url) => Db::new(Some(url.expose()), "256MB", timeout),
         DbSource::Secret {
             host,
             port,
@@ -229,14 +233,15 @@ async fn database(aws: &Aws, source: &DbSource) -> Result<Db> {
         } => {
             let (user, password) = secret_credentials(aws, secret_arn).await?;
             Ok(Db::with_credentials(
-                host, *port, database, &user, &password, "256MB", timeout,
+                host, *port, database, &user, password.expose(), "256MB", timeout,
             ))
         }
     }
 }
 
-/// Reads `username` and `password` from a Secrets Manager secret.
-pub async fn secret_credentials(aws: &Aws, secret_arn: &str) -> Result<(String, String)> {
+/// Reads `username` and `password` from a Secrets Manager secret (the password stays a
+/// [`Secret`]: no log line or error can show it).
+pub async fn secret_credentials(aws: &Aws, secret_arn: &str) -> Result<(String, Secret)> {
     let fail = |reason: String| Error::Aws {
         service: "Secrets Manager",
         action: format!("GetSecretValue {secret_arn}"),
@@ -254,7 +259,7 @@ pub async fn secret_credentials(aws: &Aws, secret_arn: &str) -> Result<(String, 
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|_| fail("the secret is not JSON with username and password".into()))?;
     match (value["username"].as_str(), value["password"].as_str()) {
-        (Some(user), Some(password)) => Ok((user.to_string(), password.to_string())),
+        (Some(user), Some(password)) => Ok((user.to_string(), Secret::new(password))),
         _ => Err(fail("the secret lacks username or password".into())),
     }
 }
@@ -395,7 +400,7 @@ async fn activation_values(aws: &Aws, config: &LambdaConfig) -> Result<Vec<Param
     };
     let (_, password) = secret_credentials(aws, secret_arn).await?;
     [
-        (PASSWORD_PARAMETER, password),
+        (PASSWORD_PARAMETER, password.expose().to_string()),
         (ENDPOINT_PARAMETER, host.clone()),
     ]
     .into_iter()

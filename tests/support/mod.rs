@@ -90,7 +90,8 @@ impl TestDb {
         PgConnection::connect(&self.url).await.expect("connect")
     }
 
-    /// Every row of historical_stocks_data as text, in key order.
+    /// Every row of historical_stocks_data as text, in key order. A failed query (no table, no
+    /// server) fails the test: "no rows" must never stand in for "could not look".
     pub async fn rows(&self) -> Vec<Vec<Option<String>>> {
         let mut conn = self.conn().await;
         sqlx::query(
@@ -100,7 +101,7 @@ impl TestDb {
         )
         .fetch_all(&mut conn)
         .await
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("reading historical_stocks_data: {e}"))
         .iter()
         .map(|row| (0..9).map(|i| row.get::<Option<String>, _>(i)).collect())
         .collect()
@@ -144,7 +145,7 @@ impl TestDb {
         self.scalar("SELECT count(*)::text FROM load_runs WHERE status = 'succeeded'")
             .await
             .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+            .expect("count(*) is a number")
     }
 
     /// Loads a batch through the library's load function.
