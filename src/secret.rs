@@ -37,7 +37,10 @@ impl Secret {
 /// shown whole; `None` when the text is not of that shape (so it is hidden entirely).
 fn redact_url(text: &str) -> Option<String> {
     let (scheme, rest) = text.split_once("://")?;
-    if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     {
         return None;
     }
@@ -52,7 +55,9 @@ fn redact_url(text: &str) -> Option<String> {
         return Some(format!("{scheme}://{rest}"));
     };
     let (user_info, host) = authority.split_at(at);
-    let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
+    let user = user_info
+        .split_once(':')
+        .map_or(user_info, |(user, _)| user);
     let shown = if user_info.contains(':') {
         format!("{user}:{HIDDEN}")
     } else {

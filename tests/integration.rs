@@ -8,6 +8,7 @@ mod hostile;
 mod load;
 mod notify;
 mod s3;
+mod secrets;
 mod triggers;
 
 pub use cli::text as cli_text;

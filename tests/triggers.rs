@@ -243,7 +243,8 @@ async fn the_lambda_direct_mode_loads_the_batch_once_per_marker() {
     let mut config = pipeline_config(&bucket, "unused");
     config.mode = Mode::Direct;
     config.db = Some(DbSource::Url(db.url.as_str().into()));
-    config.targets = stockload::notify::parse_targets(&[smtp.target("ops@example.com").into()]).unwrap();
+    config.targets =
+        stockload::notify::parse_targets(&[smtp.target("ops@example.com").into()]).unwrap();
     config.notify_name = notify_name.clone();
 
     let event = s3_event("monitored", "run/.SUCCESS", "0A");

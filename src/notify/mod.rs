@@ -9,9 +9,9 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 use crate::aws::{describe_sdk_error, Aws};
-use crate::secret::Secret;
 use crate::error::{Error, Result};
 use crate::load::{RunStatus, Summary};
+use crate::secret::Secret;
 
 pub use smtp::SmtpTarget;
 

@@ -14,12 +14,12 @@ use super::{markers_in_event, S3Marker};
 use crate::aws::{describe_sdk_error, Aws};
 use crate::context::Context;
 use crate::db::Db;
-use crate::secret::Secret;
 use crate::error::{Error, Result};
 use crate::load::RunStatus;
 use crate::notify::{self, Target};
 use crate::pipeline::{self, ApiDefinition, Definition, ENDPOINT_PARAMETER, PASSWORD_PARAMETER};
 use crate::plan::Plan;
+use crate::secret::Secret;
 use crate::source::{Location, Reader};
 
 /// Where `stockload pipeline definition --upload` puts the definition in the source bucket.
@@ -233,7 +233,13 @@ async fn database(aws: &Aws, source: &DbSource) -> Result<Db> {
         } => {
             let (user, password) = secret_credentials(aws, secret_arn).await?;
             Ok(Db::with_credentials(
-                host, *port, database, &user, password.expose(), "256MB", timeout,
+                host,
+                *port,
+                database,
+                &user,
+                password.expose(),
+                "256MB",
+                timeout,
             ))
         }
     }
