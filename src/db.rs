@@ -69,10 +69,14 @@ impl Db {
             .application_name("stockload")
             // JIT compiling the big transform queries costs more than it saves (measured: ~1 s
             // per million rows), and work_mem/temp_buffers keep the sort and staging in memory.
+            // client_connection_check_interval (PostgreSQL 14+): a client that vanishes without
+            // a word (killed, network gone) has its running statement stopped within seconds,
+            // instead of working on for minutes until the server next writes to the socket.
             .options([
                 ("work_mem", work_mem),
                 ("temp_buffers", work_mem),
                 ("jit", "off"),
+                ("client_connection_check_interval", "2s"),
             ])
             .log_statements(tracing::log::LevelFilter::Trace);
         Db {
@@ -111,6 +115,25 @@ impl Db {
                 reason: format!("no answer within {:?}", self.connect_timeout),
             }),
         }
+    }
+}
+
+/// Cancels the statement a backend is running (`pg_cancel_backend`, allowed for our own role),
+/// from a new connection: the way to stop a load whose own connection is busy. Best effort: the
+/// stop is logged, and a failure to cancel is logged as a warning.
+pub async fn cancel_backend(db: &Db, pid: i32) {
+    let cancelled = async {
+        let mut conn = db.connect().await?;
+        sqlx::query_scalar::<_, bool>("SELECT pg_cancel_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| Error::database("cancelling the load's statement", e))
+    };
+    match cancelled.await {
+        Ok(true) => tracing::info!(pid, "cancelled the load's statement on the server"),
+        Ok(false) => tracing::info!(pid, "the load's backend had already ended"),
+        Err(err) => tracing::warn!(pid, "could not cancel the load's statement: {err}"),
     }
 }
 

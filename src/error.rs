@@ -90,6 +90,11 @@ pub enum Error {
         max_ratio: f64,
     },
 
+    /// A stop signal (SIGTERM, SIGINT) ended the run: its statement was cancelled on the server
+    /// and its transaction rolled back.
+    #[error("interrupted by {0}: the load was cancelled and rolled back, nothing was written")]
+    Interrupted(&'static str),
+
     /// Not one listed file could be loaded.
     #[error("nothing to load: {0}")]
     NothingToLoad(String),

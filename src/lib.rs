@@ -18,6 +18,7 @@ pub mod plan;
 pub mod report;
 pub mod sample;
 pub mod secret;
+pub mod shutdown;
 pub mod source;
 pub mod stage;
 pub mod transform;

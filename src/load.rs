@@ -2,6 +2,7 @@
 //! the transform scripts, record the run. Every way of starting a run calls [`run`].
 
 use std::fmt;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
 
 use indicatif::ProgressBar;
@@ -12,6 +13,7 @@ use crate::db::{self, Db, LOAD_LOCK_KEY};
 use crate::error::{Error, Result};
 use crate::ledger;
 use crate::plan::{ChangeBasis, Plan};
+use crate::shutdown;
 use crate::source::index::parse_index;
 use crate::source::Reader;
 use crate::stage::{self, SkippedFile};
@@ -163,7 +165,23 @@ pub struct Report {
 pub async fn run(db: &Db, reader: &Reader, plan: &Plan, progress: &ProgressBar) -> Report {
     let started = Instant::now();
     let mut summary = Summary::new(plan);
-    let result = run_batch(db, reader, plan, progress, &mut summary).await;
+    // The server process of the load's connection, so a stop signal can cancel its statement.
+    let backend = AtomicI32::new(0);
+    let result = match shutdown::requested() {
+        Some(signal) => Err(Error::Interrupted(signal)),
+        None => tokio::select! {
+            result = run_batch(db, reader, plan, progress, &mut summary, &backend) => result,
+            signal = shutdown::requested_wait() => {
+                // The load's future (and its connection) is dropped here; the server would only
+                // notice at its next client check, so cancel the statement now.
+                let pid = backend.load(Ordering::SeqCst);
+                if pid != 0 {
+                    db::cancel_backend(db, pid).await;
+                }
+                Err(Error::Interrupted(signal))
+            }
+        },
+    };
     progress.finish_and_clear();
     summary.duration_secs = started.elapsed().as_secs_f64();
     let error = match result {
@@ -194,6 +212,7 @@ async fn run_batch(
     plan: &Plan,
     progress: &ProgressBar,
     summary: &mut Summary,
+    backend: &AtomicI32,
 ) -> Result<RunStatus> {
     // Check everything that can be checked before touching the database.
     let index_bytes = reader.read_required(&plan.companies).await?;
@@ -214,6 +233,11 @@ async fn run_batch(
         .collect::<Result<Vec<_>>>()?;
 
     let mut conn = db.connect().await?;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| Error::database("asking for the session's process id", e))?;
+    backend.store(pid, Ordering::SeqCst);
     let applied = db::migrate(&mut conn).await?;
     if !applied.is_empty() {
         tracing::info!("applied migrations: {}", applied.join(", "));

@@ -9,6 +9,7 @@ mod load;
 mod notify;
 mod s3;
 mod secrets;
+mod stop;
 mod triggers;
 
 pub use cli::text as cli_text;

@@ -87,7 +87,7 @@ pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> 
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount);
         let received = tokio::select! {
             received = receive.send() => received,
-            _ = tokio::signal::ctrl_c() => return Ok(runs),
+            _ = crate::shutdown::requested_wait() => return Ok(runs),
         };
         let received = match received {
             Ok(received) => received,

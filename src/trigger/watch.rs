@@ -73,7 +73,7 @@ pub async fn watch(ctx: &Context, template: &Plan, options: &WatchOptions) -> Re
         }
         tokio::select! {
             _ = tokio::time::sleep(options.interval) => {}
-            _ = tokio::signal::ctrl_c() => {
+            _ = crate::shutdown::requested_wait() => {
                 tracing::info!("interrupted; stopping");
                 return Ok(runs);
             }
