@@ -1,6 +1,8 @@
 //! The source bucket's layout (`CompanyNames/`, `Logs/`, `Output/`, `Scripts/`, `Stocks/`) and the
 //! files stockload keeps in it: the embedded SQL scripts and the Data Pipeline definition.
 
+use aws_sdk_s3::operation::create_bucket::CreateBucketError;
+use aws_sdk_s3::operation::head_bucket::HeadBucketError;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 
 use crate::aws::{describe_sdk_error, Aws};
@@ -16,7 +18,23 @@ pub const FOLDERS: [&str; 5] = ["CompanyNames/", "Logs/", "Output/", "Scripts/",
 pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
     let client = &aws.s3;
     let mut done = Vec::new();
-    if client.head_bucket().bucket(bucket).send().await.is_err() {
+    // Only a bucket that does not exist is created; AccessDenied, a timeout or an outage is an
+    // error to report, not a reason to try creating someone else's bucket.
+    let missing = match client.head_bucket().bucket(bucket).send().await {
+        Ok(_) => false,
+        Err(err) => match err.as_service_error() {
+            Some(HeadBucketError::NotFound(_)) => true,
+            _ => {
+                return Err(s3_error(
+                    "head bucket",
+                    bucket,
+                    "",
+                    describe_sdk_error(&err),
+                ))
+            }
+        },
+    };
+    if missing {
         let mut create = client.create_bucket().bucket(bucket);
         if let Some(region) = aws.config.region().map(|r| r.as_ref().to_string()) {
             if region != "us-east-1" {
@@ -30,10 +48,17 @@ pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
         match create.send().await {
             Ok(_) => done.push(format!("created bucket s3://{bucket}")),
             Err(err) => {
-                let reason = describe_sdk_error(&err);
                 // Someone else's bucket, or ours created meanwhile: only the latter is fine.
-                if !reason.contains("BucketAlreadyOwnedByYou") {
-                    return Err(s3_error("create bucket", bucket, "", reason));
+                if !matches!(
+                    err.as_service_error(),
+                    Some(CreateBucketError::BucketAlreadyOwnedByYou(_))
+                ) {
+                    return Err(s3_error(
+                        "create bucket",
+                        bucket,
+                        "",
+                        describe_sdk_error(&err),
+                    ));
                 }
             }
         }

@@ -30,6 +30,16 @@ pub async fn start_run(conn: &mut PgConnection, plan: &Plan) -> Result<i64> {
     Ok(run_id)
 }
 
+/// A count as the ledger column's integer type; a count that does not fit is an error naming
+/// the column, never a wrapped-around number.
+fn column<T: TryFrom<u64>>(name: &str, value: u64) -> Result<T> {
+    T::try_from(value).map_err(|_| {
+        Error::Config(format!(
+            "load_runs.{name} cannot hold {value}: the batch is too large for the ledger"
+        ))
+    })
+}
+
 /// Closes a successful run's row, inside the load transaction.
 pub async fn finish_run(conn: &mut PgConnection, run_id: i64, summary: &Summary) -> Result<()> {
     let scripts: Vec<String> = summary
@@ -40,12 +50,12 @@ pub async fn finish_run(conn: &mut PgConnection, run_id: i64, summary: &Summary)
     sqlx::query(include_str!("../sql/ledger/finish_run.sql"))
         .bind(run_id)
         .bind("succeeded")
-        .bind(summary.files_listed as i32)
-        .bind(summary.files_loaded as i32)
-        .bind(summary.files_skipped as i32)
-        .bind(summary.rows_read as i64)
-        .bind(summary.rows_loaded as i64)
-        .bind(summary.rows_rejected as i64)
+        .bind(column::<i32>("files_listed", summary.files_listed)?)
+        .bind(column::<i32>("files_loaded", summary.files_loaded)?)
+        .bind(column::<i32>("files_skipped", summary.files_skipped)?)
+        .bind(column::<i64>("rows_read", summary.rows_read)?)
+        .bind(column::<i64>("rows_loaded", summary.rows_loaded)?)
+        .bind(column::<i64>("rows_rejected", summary.rows_rejected)?)
         .bind(None::<String>)
         .bind(scripts.join(" "))
         .execute(&mut *conn)
@@ -66,12 +76,12 @@ pub async fn record_failure(db: &Db, summary: &Summary) -> Option<i64> {
             .bind(&summary.source)
             .bind(&summary.companies_file)
             .bind(summary.change_basis.as_str())
-            .bind(summary.files_listed as i32)
-            .bind(summary.files_loaded as i32)
-            .bind(summary.files_skipped as i32)
-            .bind(summary.rows_read as i64)
-            .bind(summary.rows_loaded as i64)
-            .bind(summary.rows_rejected as i64)
+            .bind(column::<i32>("files_listed", summary.files_listed)?)
+            .bind(column::<i32>("files_loaded", summary.files_loaded)?)
+            .bind(column::<i32>("files_skipped", summary.files_skipped)?)
+            .bind(column::<i64>("rows_read", summary.rows_read)?)
+            .bind(column::<i64>("rows_loaded", summary.rows_loaded)?)
+            .bind(column::<i64>("rows_rejected", summary.rows_rejected)?)
             .bind(summary.error.as_deref())
             .fetch_one(&mut conn)
             .await
@@ -125,4 +135,22 @@ pub async fn processed_markers(db: &Db, markers: &[String]) -> Result<HashSet<St
         .await
         .map_err(|e| Error::database("checking processed_markers", e))?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_that_do_not_fit_a_column_are_errors() {
+        assert_eq!(column::<i32>("files_listed", 7).unwrap(), 7);
+        let err = column::<i32>("files_listed", u64::from(u32::MAX))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("load_runs.files_listed cannot hold 4294967295"),
+            "{err}"
+        );
+        assert!(column::<i64>("rows_read", u64::MAX).is_err());
+    }
 }
