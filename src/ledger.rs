@@ -7,27 +7,20 @@ use sqlx::{PgConnection, Row};
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::load::Summary;
 use crate::plan::Plan;
+use crate::summary::{RunStatus, Summary, LEDGER_RUNNING};
 
-/// Opens the run's load_runs row and passes the run id and change basis to the scripts as
-/// transaction-local settings (`stockload.run_id`, `stockload.change_basis`).
+/// Opens the run's load_runs row; returns its id.
 pub async fn start_run(conn: &mut PgConnection, plan: &Plan) -> Result<i64> {
     let row = sqlx::query(include_str!("../sql/ledger/start_run.sql"))
         .bind(plan.source.to_string())
         .bind(plan.companies.to_string())
         .bind(plan.basis.as_str())
+        .bind(LEDGER_RUNNING)
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| Error::database("recording the run in load_runs", e))?;
-    let run_id: i64 = row.get(0);
-    sqlx::query("SELECT set_config('stockload.run_id', $1, true), set_config('stockload.change_basis', $2, true)")
-        .bind(run_id.to_string())
-        .bind(plan.basis.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| Error::database("setting the run parameters", e))?;
-    Ok(run_id)
+    Ok(row.get(0))
 }
 
 /// A count as the ledger column's integer type; a count that does not fit is an error naming
@@ -49,7 +42,7 @@ pub async fn finish_run(conn: &mut PgConnection, run_id: i64, summary: &Summary)
         .collect();
     sqlx::query(include_str!("../sql/ledger/finish_run.sql"))
         .bind(run_id)
-        .bind("succeeded")
+        .bind(RunStatus::Succeeded.ledger_str())
         .bind(column::<i32>("files_listed", summary.files_listed)?)
         .bind(column::<i32>("files_loaded", summary.files_loaded)?)
         .bind(column::<i32>("files_skipped", summary.files_skipped)?)
@@ -83,6 +76,7 @@ pub async fn record_failure(db: &Db, summary: &Summary) -> Option<i64> {
             .bind(column::<i64>("rows_loaded", summary.rows_loaded)?)
             .bind(column::<i64>("rows_rejected", summary.rows_rejected)?)
             .bind(summary.error.as_deref())
+            .bind(RunStatus::Failed.ledger_str())
             .fetch_one(&mut conn)
             .await
             .map_err(|e| Error::database("recording the failed run", e))?;

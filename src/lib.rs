@@ -21,6 +21,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod source;
 pub mod stage;
+pub mod summary;
 pub mod transform;
 pub mod trigger;
 

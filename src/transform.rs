@@ -11,6 +11,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use tracing::Instrument;
 
 use crate::error::{describe_sqlx, Error, Result};
+use crate::plan::ChangeBasis;
 
 static SQL_DIR: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/sql");
 
@@ -106,6 +107,19 @@ impl Scripts {
             text,
         })
     }
+}
+
+/// Passes the run's inputs to the scripts as transaction-local settings: `stockload.run_id`
+/// (record_rejects.sql, the ledger) and `stockload.change_basis` (insert_query.sql,
+/// update_changes.sql). Must run inside the load transaction, before the first script.
+pub async fn set_inputs(conn: &mut PgConnection, run_id: i64, basis: ChangeBasis) -> Result<()> {
+    sqlx::query("SELECT set_config('stockload.run_id', $1, true), set_config('stockload.change_basis', $2, true)")
+        .bind(run_id.to_string())
+        .bind(basis.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("setting the run's inputs for the scripts", e))?;
+    Ok(())
 }
 
 /// Runs one script (possibly several statements) on the connection.

@@ -10,8 +10,8 @@ use std::str::FromStr;
 
 use crate::aws::{describe_sdk_error, Aws};
 use crate::error::{Error, Result};
-use crate::load::{RunStatus, Summary};
 use crate::secret::Secret;
+use crate::summary::{RunStatus, Summary};
 
 pub use smtp::SmtpTarget;
 
