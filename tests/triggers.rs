@@ -991,26 +991,37 @@ async fn one_marker_seen_by_watch_the_queue_and_the_lambda_loads_once() {
         .sqs()
         .receive_message()
         .queue_url(&setup.queue_url)
+        .max_number_of_messages(10)
         .wait_time_seconds(5)
         .send()
         .await
         .unwrap();
-    let body = received.messages()[0].body().unwrap().to_string();
-    aws.sqs()
-        .change_message_visibility()
-        .queue_url(&setup.queue_url)
-        .receipt_handle(received.messages()[0].receipt_handle().unwrap())
-        .visibility_timeout(0)
-        .send()
-        .await
-        .unwrap();
+    let mut body = None;
+    for message in received.messages() {
+        if message.body().is_some_and(|b| b.contains("Records")) {
+            body = message.body().map(str::to_string);
+        }
+        aws.sqs()
+            .change_message_visibility()
+            .queue_url(&setup.queue_url)
+            .receipt_handle(message.receipt_handle().unwrap())
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    let body = body.expect("S3's event for the marker");
     let output = consume_once(&setup.queue_url, &db);
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("handled 0 runs"), "{}", text(&output));
     assert_eq!(queue_depth(&aws, &setup.queue_url).await, 0, "acknowledged");
 
     // Trigger 3: the Lambda (direct mode) handed the same event.
-    let event: S3Event = serde_json::from_str(&body).unwrap();
+    // (moto's event lacks fields Lambda's S3Event requires; AWS hands Lambda the full record,
+    // with the same eTag.)
+    let sent: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let etag = sent["Records"][0]["s3"]["object"]["eTag"].as_str().unwrap();
+    let event = s3_event_with_etag(&setup.bucket, "day1/.SUCCESS", "0A", etag);
     let mut config = pipeline_config(&setup.bucket, "unused");
     config.mode = Mode::Direct;
     config.db = Some(DbSource::Url(db.url.clone()));
@@ -1103,10 +1114,27 @@ impl Logged {
     }
 
     async fn wait_for_log(&self, what: &str) {
-        wait_for(&format!("{what:?} in the log"), Duration::from_secs(90), || async {
+        self.wait_until(&format!("{what:?} in the log"), || async {
             self.log().contains(what)
         })
         .await;
+    }
+
+    /// Waits (bounded) until `check` holds; on timeout the panic shows the loader's log.
+    async fn wait_until<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        while !check().await {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "timed out waiting for {what}; the loader's log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn assert_running(&mut self) {
@@ -1150,7 +1178,7 @@ async fn watch_on_s3_rides_out_a_database_and_s3_restart() {
             .env("DATABASE_URL", &db.url),
     );
     put_text(&aws, bucket, "markers/day1/.SUCCESS", "").await;
-    wait_for("the first run", Duration::from_secs(60), || async {
+    watcher.wait_until("the first run", || async {
         db.succeeded_runs().await == 1
     })
     .await;
@@ -1170,13 +1198,13 @@ async fn watch_on_s3_rides_out_a_database_and_s3_restart() {
     )
     .await;
     put_text(&aws, bucket, "markers/day2/.SUCCESS", "").await;
-    wait_for("the run after the outage", Duration::from_secs(120), || async {
+    watcher.wait_until("the run after the outage", || async {
         db.succeeded_runs().await == 2
     })
     .await;
     // A later marker loads too, and meanwhile (polls every second) day2 was not loaded again.
     put_text(&aws, bucket, "markers/day3/.SUCCESS", "again").await;
-    wait_for("the third run", Duration::from_secs(60), || async {
+    watcher.wait_until("the third run", || async {
         db.succeeded_runs().await == 3
     })
     .await;
@@ -1230,15 +1258,20 @@ async fn the_queue_consumer_rides_out_outages_and_a_failed_delete() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output));
-    let files = vec![(
-        "ACME.csv".to_string(),
-        csv(&[("2020-01-02", "10", "11"), ("2020-01-03", "11", "12")]),
-    )];
-    upload_batch(&aws, bucket, "day1", &files, "ACME.csv").await;
-
+    // The batch is local, so that only the queue is lost when the emulator goes away.
+    let batch = Batch::new(
+        &[(
+            "ACME.csv",
+            &csv(&[("2020-01-02", "10", "11"), ("2020-01-03", "11", "12")]),
+        )],
+        "ACME.csv",
+    );
     let mut consumer = Logged::spawn(
         moto.env(&mut stockload())
-            .args(["watch", "--queue", &queue_url])
+            .args(["watch", "--queue", &queue_url, "--source"])
+            .arg(&batch.stocks)
+            .arg("--companies")
+            .arg(&batch.companies)
             .env("DATABASE_URL", &db.url),
     );
     consumer.wait_for_log("consuming S3 events").await;
@@ -1250,17 +1283,16 @@ async fn the_queue_consumer_rides_out_outages_and_a_failed_delete() {
         .wait_for_log("waiting for the database before receiving more messages")
         .await;
     db.cluster.restart().unwrap();
-    wait_for("the load after the restart", Duration::from_secs(120), || async {
+    consumer.wait_until("the load after the restart", || async {
         db.succeeded_runs().await == 1
     })
     .await;
-    wait_for("the message to be deleted", Duration::from_secs(30), || async {
+    consumer.wait_until("the message to be deleted", || async {
         queue_depth(&aws, &queue_url).await == 0
     })
     .await;
 
     // DeleteMessage fails: SQS is gone while the next load is held inside its transaction.
-    upload_batch(&aws, bucket, "day2", &files, "ACME.csv").await;
     let mut blocker = {
         use sqlx::Connection;
         sqlx::PgConnection::connect(&db.url).await.unwrap()
@@ -1281,7 +1313,7 @@ async fn the_queue_consumer_rides_out_outages_and_a_failed_delete() {
         .as_deref()
             == Some("1")
     };
-    wait_for("the day2 load to wait for the lock", Duration::from_secs(60), received_day2).await;
+    consumer.wait_until("the day2 load to wait for the lock", received_day2).await;
     // Keep the message body to play SQS's redelivery later.
     moto.stop();
     sqlx::query("SELECT pg_advisory_unlock($1)")
@@ -1289,7 +1321,7 @@ async fn the_queue_consumer_rides_out_outages_and_a_failed_delete() {
         .execute(&mut blocker)
         .await
         .unwrap();
-    wait_for("the day2 run", Duration::from_secs(60), || async {
+    consumer.wait_until("the day2 run", || async {
         db.succeeded_runs().await == 2
     })
     .await;
@@ -1312,7 +1344,7 @@ async fn the_queue_consumer_rides_out_outages_and_a_failed_delete() {
         .await
         .unwrap();
     consumer.wait_for_log("already loaded: acknowledged").await;
-    wait_for("the redelivered message to be deleted", Duration::from_secs(60), || async {
+    consumer.wait_until("the redelivered message to be deleted", || async {
         queue_depth(&aws, &queue_url).await == 0
     })
     .await;

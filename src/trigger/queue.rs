@@ -323,8 +323,8 @@ async fn handle_message(
             disposition = Disposition::Keep;
             if receives >= options.max_attempts {
                 let err = Error::Config(format!(
-                    "marker {} failed {receives} times; its message is left to the dead-letter \
-                     queue. Last error: {}",
+                    "left to the dead-letter queue after {receives} failed runs: marker {}. Last \
+                     error: {}",
                     marker.id(),
                     report.summary.error.as_deref().unwrap_or("unknown")
                 ));
