@@ -847,7 +847,12 @@ impl PipelineApi for Faulty {
 }
 
 async fn pipeline_marker(dp: &aws_sdk_datapipeline::Client, id: &str) -> Option<String> {
-    let described = dp.describe_pipelines().pipeline_ids(id).send().await.unwrap();
+    let described = dp
+        .describe_pipelines()
+        .pipeline_ids(id)
+        .send()
+        .await
+        .unwrap();
     described.pipeline_description_list()[0]
         .tags()
         .iter()
@@ -856,7 +861,12 @@ async fn pipeline_marker(dp: &aws_sdk_datapipeline::Client, id: &str) -> Option<
 }
 
 async fn pipeline_state(dp: &aws_sdk_datapipeline::Client, id: &str) -> Option<String> {
-    let described = dp.describe_pipelines().pipeline_ids(id).send().await.unwrap();
+    let described = dp
+        .describe_pipelines()
+        .pipeline_ids(id)
+        .send()
+        .await
+        .unwrap();
     described.pipeline_description_list()[0]
         .fields()
         .iter()
@@ -873,11 +883,7 @@ async fn the_lambda_finishes_the_pipeline_after_a_failure_at_any_step() {
     aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config_file = dir.path().join("pipeline.json");
-    std::fs::write(
-        &config_file,
-        settings_json(&bucket, "unused").to_string(),
-    )
-    .unwrap();
+    std::fs::write(&config_file, settings_json(&bucket, "unused").to_string()).unwrap();
     let upload = moto_env(&mut stockload())
         .args(["pipeline", "definition", "--upload", "--config"])
         .arg(&config_file)
@@ -887,7 +893,10 @@ async fn the_lambda_finishes_the_pipeline_after_a_failure_at_any_step() {
 
     for step in [Step::Create, Step::Put, Step::Activate] {
         for after in [false, true] {
-            let case = format!("{step:?} failing {}", if after { "after AWS did it" } else { "before" });
+            let case = format!(
+                "{step:?} failing {}",
+                if after { "after AWS did it" } else { "before" }
+            );
             let name = unique_bucket("resumed-pipeline");
             let config = pipeline_config(&bucket, &name);
             let event = s3_event("monitored", "daily/.SUCCESS", "0A");
@@ -929,7 +938,10 @@ async fn the_lambda_finishes_the_pipeline_after_a_failure_at_any_step() {
             if step == Step::Activate && after {
                 assert!(done[0].contains("already started"), "{case}: {done:?}");
             } else {
-                assert!(done[0].contains("created and activated"), "{case}: {done:?}");
+                assert!(
+                    done[0].contains("created and activated"),
+                    "{case}: {done:?}"
+                );
             }
 
             // Yet another delivery of the event changes nothing.
@@ -983,7 +995,11 @@ async fn one_marker_seen_by_watch_the_queue_and_the_lambda_loads_once() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("started 1 runs"), "{}", text(&output));
+    assert!(
+        text(&output).contains("started 1 runs"),
+        "{}",
+        text(&output)
+    );
     assert_eq!(db.succeeded_runs().await, 1);
 
     // Trigger 2: the S3 event S3 itself sent to the queue, for the same object.
@@ -1013,7 +1029,11 @@ async fn one_marker_seen_by_watch_the_queue_and_the_lambda_loads_once() {
     let body = body.expect("S3's event for the marker");
     let output = consume_once(&setup.queue_url, &db);
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("handled 0 runs"), "{}", text(&output));
+    assert!(
+        text(&output).contains("handled 0 runs"),
+        "{}",
+        text(&output)
+    );
     assert_eq!(queue_depth(&aws, &setup.queue_url).await, 0, "acknowledged");
 
     // Trigger 3: the Lambda (direct mode) handed the same event.
@@ -1031,7 +1051,8 @@ async fn one_marker_seen_by_watch_the_queue_and_the_lambda_loads_once() {
     assert!(done[0].contains("already loaded"), "{done:?}");
 
     assert_eq!(
-        db.scalar("SELECT string_agg(status, ',') FROM load_runs").await,
+        db.scalar("SELECT string_agg(status, ',') FROM load_runs")
+            .await,
         Some("succeeded".into()),
         "one run for three triggers"
     );
@@ -1045,7 +1066,8 @@ async fn one_marker_seen_by_watch_the_queue_and_the_lambda_loads_once() {
         .unwrap();
     let etag = head.e_tag().unwrap().trim_matches('"').to_string();
     assert_eq!(
-        db.scalar("SELECT string_agg(marker, ',') FROM processed_markers").await,
+        db.scalar("SELECT string_agg(marker, ',') FROM processed_markers")
+            .await,
         Some(format!("s3://{}/day1/.SUCCESS#etag={etag}", setup.bucket))
     );
     assert_eq!(db.rows().await.len(), 2);
@@ -1075,7 +1097,11 @@ impl OwnCluster {
     }
 
     async fn succeeded_runs(&self) -> usize {
-        if self.scalar("SELECT to_regclass('load_runs')::text").await.is_none() {
+        if self
+            .scalar("SELECT to_regclass('load_runs')::text")
+            .await
+            .is_none()
+        {
             return 0;
         }
         self.scalar("SELECT count(*)::text FROM load_runs WHERE status = 'succeeded'")
@@ -1097,11 +1123,7 @@ impl Logged {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("watch.log");
         let file = std::fs::File::create(&log).unwrap();
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
+        let child = command.stdout(Stdio::null()).stderr(file).spawn().unwrap();
         Logged {
             watcher: Watcher(child),
             log,
@@ -1178,10 +1200,9 @@ async fn watch_on_s3_rides_out_a_database_and_s3_restart() {
             .env("DATABASE_URL", &db.url),
     );
     put_text(&aws, bucket, "markers/day1/.SUCCESS", "").await;
-    watcher.wait_until("the first run", || async {
-        db.succeeded_runs().await == 1
-    })
-    .await;
+    watcher
+        .wait_until("the first run", || async { db.succeeded_runs().await == 1 })
+        .await;
 
     // Outage: PostgreSQL stops, S3 goes away and comes back empty.
     db.cluster.stop().unwrap();
@@ -1198,16 +1219,16 @@ async fn watch_on_s3_rides_out_a_database_and_s3_restart() {
     )
     .await;
     put_text(&aws, bucket, "markers/day2/.SUCCESS", "").await;
-    watcher.wait_until("the run after the outage", || async {
-        db.succeeded_runs().await == 2
-    })
-    .await;
+    watcher
+        .wait_until("the run after the outage", || async {
+            db.succeeded_runs().await == 2
+        })
+        .await;
     // A later marker loads too, and meanwhile (polls every second) day2 was not loaded again.
     put_text(&aws, bucket, "markers/day3/.SUCCESS", "again").await;
-    watcher.wait_until("the third run", || async {
-        db.succeeded_runs().await == 3
-    })
-    .await;
+    watcher
+        .wait_until("the third run", || async { db.succeeded_runs().await == 3 })
+        .await;
     watcher.assert_running();
     assert_eq!(
         db.scalar("SELECT count(*)::text FROM processed_markers WHERE marker LIKE '%/day2/%'")
@@ -1222,7 +1243,8 @@ async fn watch_on_s3_rides_out_a_database_and_s3_restart() {
         watcher.log()
     );
     assert_eq!(
-        db.scalar("SELECT count(*)::text FROM historical_stocks_data").await,
+        db.scalar("SELECT count(*)::text FROM historical_stocks_data")
+            .await,
         Some("2".into())
     );
     let log = watcher.log();
@@ -1283,14 +1305,16 @@ async fn the_queue_consumer_rides_out_outages_and_a_failed_delete() {
         .wait_for_log("waiting for the database before receiving more messages")
         .await;
     db.cluster.restart().unwrap();
-    consumer.wait_until("the load after the restart", || async {
-        db.succeeded_runs().await == 1
-    })
-    .await;
-    consumer.wait_until("the message to be deleted", || async {
-        queue_depth(&aws, &queue_url).await == 0
-    })
-    .await;
+    consumer
+        .wait_until("the load after the restart", || async {
+            db.succeeded_runs().await == 1
+        })
+        .await;
+    consumer
+        .wait_until("the message to be deleted", || async {
+            queue_depth(&aws, &queue_url).await == 0
+        })
+        .await;
 
     // DeleteMessage fails: SQS is gone while the next load is held inside its transaction.
     let mut blocker = {
@@ -1313,7 +1337,9 @@ async fn the_queue_consumer_rides_out_outages_and_a_failed_delete() {
         .as_deref()
             == Some("1")
     };
-    consumer.wait_until("the day2 load to wait for the lock", received_day2).await;
+    consumer
+        .wait_until("the day2 load to wait for the lock", received_day2)
+        .await;
     // Keep the message body to play SQS's redelivery later.
     moto.stop();
     sqlx::query("SELECT pg_advisory_unlock($1)")
@@ -1321,11 +1347,12 @@ async fn the_queue_consumer_rides_out_outages_and_a_failed_delete() {
         .execute(&mut blocker)
         .await
         .unwrap();
-    consumer.wait_until("the day2 run", || async {
-        db.succeeded_runs().await == 2
-    })
-    .await;
-    consumer.wait_for_log("the message will be delivered again").await;
+    consumer
+        .wait_until("the day2 run", || async { db.succeeded_runs().await == 2 })
+        .await;
+    consumer
+        .wait_for_log("the message will be delivered again")
+        .await;
     consumer.wait_for_log("ReceiveMessage").await;
     consumer.assert_running();
 
@@ -1344,14 +1371,16 @@ async fn the_queue_consumer_rides_out_outages_and_a_failed_delete() {
         .await
         .unwrap();
     consumer.wait_for_log("already loaded: acknowledged").await;
-    consumer.wait_until("the redelivered message to be deleted", || async {
-        queue_depth(&aws, &queue_url).await == 0
-    })
-    .await;
+    consumer
+        .wait_until("the redelivered message to be deleted", || async {
+            queue_depth(&aws, &queue_url).await == 0
+        })
+        .await;
     consumer.assert_running();
     assert_eq!(db.succeeded_runs().await, 2, "{}", consumer.log());
     assert_eq!(
-        db.scalar("SELECT count(*)::text FROM processed_markers").await,
+        db.scalar("SELECT count(*)::text FROM processed_markers")
+            .await,
         Some("2".into())
     );
     assert_eq!(

@@ -4,9 +4,7 @@
 
 use std::future::Future;
 
-use aws_sdk_datapipeline::types::{
-    Field, ParameterObject, ParameterValue, PipelineObject, Tag,
-};
+use aws_sdk_datapipeline::types::{Field, ParameterObject, ParameterValue, PipelineObject, Tag};
 
 use crate::aws::describe_sdk_error;
 use crate::error::{Error, Result};
@@ -272,9 +270,7 @@ impl PipelineApi for SdkPipelines {
                 .evaluate_expressions(false)
                 .send()
                 .await
-                .map_err(|e| {
-                    dp_error(format!("DescribeObjects {id}"), describe_sdk_error(&e))
-                })?;
+                .map_err(|e| dp_error(format!("DescribeObjects {id}"), describe_sdk_error(&e)))?;
             let running = described.pipeline_objects().iter().any(|object| {
                 field(object.fields(), "@status")
                     .is_none_or(|status| !FINAL_STATUSES.contains(&status.as_str()))
@@ -294,4 +290,3 @@ fn field(fields: &[Field], key: &str) -> Option<String> {
         .and_then(|f| f.string_value())
         .map(str::to_string)
 }
-

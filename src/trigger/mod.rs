@@ -51,7 +51,10 @@ pub fn s3_marker_id(bucket: &str, key: &str, etag: Option<&str>) -> String {
 
 /// The id of a marker in a local folder: its canonical path, size and modification time.
 pub fn local_marker_id(path: &std::path::Path, size: u64, modified_nanos: u128) -> String {
-    format!("file://{}#size={size},mtime={modified_nanos}", path.display())
+    format!(
+        "file://{}#size={size},mtime={modified_nanos}",
+        path.display()
+    )
 }
 
 /// ETags arrive quoted from ListObjectsV2 and HeadObject and bare in events.
@@ -233,7 +236,11 @@ mod tests {
         );
         // Listings quote ETags, events do not: one id either way.
         assert_eq!(
-            s3_marker_id("b", "k.SUCCESS", Some("\"D41D8CD98F00B204E9800998ECF8427E\"")),
+            s3_marker_id(
+                "b",
+                "k.SUCCESS",
+                Some("\"D41D8CD98F00B204E9800998ECF8427E\"")
+            ),
             s3_marker_id("b", "k.SUCCESS", Some("d41d8cd98f00b204e9800998ecf8427e"))
         );
         assert_eq!(

@@ -120,11 +120,13 @@ async fn poll(
             attempts.remove(&marker.id);
             continue;
         }
-        let tried = attempts.entry(marker.id.clone()).or_insert_with(|| Attempts {
-            failures: 0,
-            backoff: Backoff::new(),
-            not_before: Instant::now(),
-        });
+        let tried = attempts
+            .entry(marker.id.clone())
+            .or_insert_with(|| Attempts {
+                failures: 0,
+                backoff: Backoff::new(),
+                not_before: Instant::now(),
+            });
         tried.failures += 1;
         let error = report.summary.error.as_deref().unwrap_or("unknown error");
         if tried.failures >= options.max_attempts {
