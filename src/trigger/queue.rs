@@ -225,16 +225,16 @@ async fn delete_message(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipt: &st
     }
 }
 
-/// Waits, backing off, until the database accepts a connection again. False when interrupted.
+/// Waits, backing off, until the database accepts a connection again (one log line per try).
+/// False when interrupted.
 async fn wait_for_database(ctx: &Context) -> bool {
     let mut backoff = Backoff::new();
+    let mut delay = backoff.next_delay();
+    tracing::warn!(
+        "waiting for the database before receiving more messages; next check in {:.1} s",
+        delay.as_secs_f64()
+    );
     loop {
-        let delay = backoff.next_delay();
-        tracing::warn!(
-            retry = backoff.failures(),
-            "waiting for the database before receiving more messages; next check in {:.1} s",
-            delay.as_secs_f64()
-        );
         if !pause(delay).await {
             return false;
         }
@@ -243,7 +243,14 @@ async fn wait_for_database(ctx: &Context) -> bool {
                 tracing::info!("the database answers again");
                 return true;
             }
-            Err(err) => tracing::warn!("the database is still unavailable: {err}"),
+            Err(err) => {
+                delay = backoff.next_delay();
+                tracing::warn!(
+                    retry = backoff.failures(),
+                    "the database is still unavailable: {err}; next check in {:.1} s",
+                    delay.as_secs_f64()
+                );
+            }
         }
     }
 }
