@@ -218,9 +218,8 @@ async fn the_lambda_recreates_and_activates_the_pipeline_on_success_markers() {
     // A missing definition fails clearly and keeps the current pipeline.
     let mut missing = config.clone();
     missing.definition_key = "no-such-definition.json".into();
-    let err = handle_with(
+    let err = handle(
         &aws,
-        &finished,
         &missing,
         &s3_event("monitored", "later/.SUCCESS", "0C"),
     )
@@ -1388,4 +1387,93 @@ async fn the_queue_consumer_rides_out_outages_and_a_failed_delete() {
             .await,
         Some("1".into())
     );
+}
+
+#[tokio::test]
+async fn watch_gives_up_on_a_failing_marker_with_a_notice() {
+    let db = TestDb::new().await;
+    // The index lists a file that is not there: every run fails.
+    let batch = Batch::new(&[], "MISSING.csv");
+    let monitored = tempfile::tempdir().unwrap();
+    std::fs::write(monitored.path().join(".SUCCESS"), "").unwrap();
+    let smtp = smtp();
+    let name = format!("Watch_Gives_Up_{}", std::process::id());
+    let watcher = Logged::spawn(
+        stockload()
+            .args(watch_args(monitored.path(), &batch))
+            .args(["--interval", "1", "--max-attempts", "2"])
+            .args([
+                "--notify",
+                &smtp.target("ops@example.com"),
+                "--notify-name",
+                &name,
+            ])
+            .env("DATABASE_URL", &db.url),
+    );
+    watcher
+        .wait_until("the giving-up notice", || async {
+            smtp.messages(&format!("{name}_Pipeline_Failure"))
+                .iter()
+                .any(|m| m.contains("giving up on marker"))
+        })
+        .await;
+    assert_eq!(
+        db.scalar("SELECT count(*)::text FROM load_runs WHERE status = 'failed'")
+            .await,
+        Some("2".into()),
+        "{}",
+        watcher.log()
+    );
+    // One notice per failed run, one for giving up.
+    assert_eq!(smtp.messages(&format!("{name}_Pipeline_Failure")).len(), 3);
+    assert!(watcher.log().contains("retrying in"), "{}", watcher.log());
+}
+
+#[tokio::test]
+async fn watch_recognises_markers_recorded_by_earlier_versions() {
+    let db = TestDb::new().await;
+    let batch = Batch::new(
+        &[("ACME.csv", &csv(&[("2020-01-02", "10", "11")]))],
+        "ACME.csv",
+    );
+    let monitored = tempfile::tempdir().unwrap();
+    let marker = monitored.path().join("old.SUCCESS");
+    std::fs::write(&marker, "").unwrap();
+    // As stockload recorded a local marker before the one identity: path @ mtime in ns.
+    let modified = std::fs::metadata(&marker)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let legacy = format!(
+        "file://{}@{modified}",
+        std::fs::canonicalize(&marker).unwrap().display()
+    );
+    let migrate = stockload()
+        .arg("migrate")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{}", text(&migrate));
+    let mut conn = db.conn().await;
+    sqlx::query("INSERT INTO processed_markers (marker) VALUES ($1)")
+        .bind(&legacy)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let output = stockload()
+        .args(watch_args(monitored.path(), &batch))
+        .arg("--once")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("started 0 runs"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(db.succeeded_runs().await, 0);
 }
