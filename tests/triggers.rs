@@ -1043,7 +1043,7 @@ async fn one_marker_seen_by_watch_the_queue_and_the_lambda_loads_once() {
     let event = s3_event_with_etag(&setup.bucket, "day1/.SUCCESS", "0A", etag);
     let mut config = pipeline_config(&setup.bucket, "unused");
     config.mode = Mode::Direct;
-    config.db = Some(DbSource::Url(db.url.clone()));
+    config.db = Some(DbSource::Url(db.url.as_str().into()));
     config.stocks_prefix = "day1/".into();
     config.companies_key = "day1/top_companies.txt".into();
     let done = handle(&aws, &config, &event).await.unwrap();
