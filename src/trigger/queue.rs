@@ -146,8 +146,8 @@ pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> 
             runs += started;
             match disposition {
                 Disposition::Delete => delete_message(&sqs, &options.queue_url, &receipt).await,
-                // With --once nothing waits for the database: leave the message for later.
                 Disposition::Keep => {}
+                // With --once nothing waits for the database: leave the message for later.
                 Disposition::Release if options.once => {}
                 Disposition::Release => {
                     database_down = true;
