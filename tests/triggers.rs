@@ -203,9 +203,22 @@ async fn the_lambda_recreates_and_activates_the_pipeline_on_success_markers() {
     assert!(err.contains(&ids[0]), "{err}");
     assert_eq!(pipelines_named(&dp, &name).await, ids);
 
+    assert!(
+        err.contains("cannot tell whether its run finished"),
+        "{err}"
+    );
+    // The same when AWS answers that an instance is still running.
+    let running = Faulty::new(&aws, None).instances_running(true);
+    let err = handle_with(&aws, &running, &config, &next)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("its run has not finished"), "{err}");
+    assert_eq!(pipelines_named(&dp, &name).await, ids);
+
     // Once its run has finished (instances all FINISHED, as QueryObjects would report), the
     // retried event replaces it.
-    let finished = Faulty::new(&aws, None).finished();
+    let finished = Faulty::new(&aws, None).instances_running(false);
     handle_with(&aws, &finished, &config, &next).await.unwrap();
     let replaced = pipelines_named(&dp, &name).await;
     assert_eq!(replaced.len(), 1);
@@ -736,7 +749,8 @@ enum Step {
 struct Faulty {
     inner: SdkPipelines,
     fail: std::sync::Mutex<Option<(Step, bool)>>,
-    finished: bool,
+    /// What QueryObjects + DescribeObjects would say about a pipeline's instances.
+    running: Option<bool>,
     activations: std::sync::atomic::AtomicUsize,
 }
 
@@ -745,13 +759,13 @@ impl Faulty {
         Faulty {
             inner: SdkPipelines(aws.datapipeline()),
             fail: std::sync::Mutex::new(fail),
-            finished: false,
+            running: None,
             activations: Default::default(),
         }
     }
 
-    fn finished(mut self) -> Faulty {
-        self.finished = true;
+    fn instances_running(mut self, running: bool) -> Faulty {
+        self.running = Some(running);
         self
     }
 
@@ -838,10 +852,10 @@ impl PipelineApi for Faulty {
     }
 
     async fn has_running_instances(&self, id: &str) -> stockload::error::Result<bool> {
-        if self.finished {
-            return Ok(false);
+        match self.running {
+            Some(running) => Ok(running),
+            None => self.inner.has_running_instances(id).await,
         }
-        self.inner.has_running_instances(id).await
     }
 }
 
