@@ -14,6 +14,9 @@ pub struct TempCluster {
     port: u16,
     password: String,
     watcher: Option<Child>,
+    bin: PathBuf,
+    as_postgres: bool,
+    options: String,
 }
 
 /// The superuser of throwaway clusters.
@@ -69,16 +72,7 @@ impl TempCluster {
         for (name, value) in settings {
             options.push_str(&format!(" -c {name}={value}"));
         }
-        run(
-            pg_command(&bin, "pg_ctl", as_postgres)
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.join("server.log"))
-                .args(["-w", "-t", "60", "-o", &options, "start"]),
-            "pg_ctl start",
-        )
-        .map_err(cleanup_on_error)?;
+        pg_ctl_start(&bin, &dir, as_postgres, &options).map_err(cleanup_on_error)?;
 
         let watcher = spawn_watcher(&bin, &dir, as_postgres);
         Ok(TempCluster {
@@ -86,7 +80,27 @@ impl TempCluster {
             port,
             password,
             watcher,
+            bin,
+            as_postgres,
+            options,
         })
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended), keeping its data: tests use it to
+    /// take the database away from a running loader. [`TempCluster::restart`] brings it back.
+    pub fn stop(&self) -> Result<()> {
+        run(
+            pg_command(&self.bin, "pg_ctl", self.as_postgres)
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-w", "-t", "60", "-m", "fast", "stop"]),
+            "pg_ctl stop",
+        )
+    }
+
+    /// Starts a stopped server again, on the same port with the same settings.
+    pub fn restart(&self) -> Result<()> {
+        pg_ctl_start(&self.bin, &self.dir, self.as_postgres, &self.options)
     }
 
     /// URL of database `name` on this cluster (with the superuser's password).
@@ -136,6 +150,18 @@ impl Drop for TempCluster {
             let _ = watcher.wait();
         }
     }
+}
+
+fn pg_ctl_start(bin: &Path, dir: &Path, as_postgres: bool, options: &str) -> Result<()> {
+    run(
+        pg_command(bin, "pg_ctl", as_postgres)
+            .arg("-D")
+            .arg(dir.join("data"))
+            .arg("-l")
+            .arg(dir.join("server.log"))
+            .args(["-w", "-t", "60", "-o", options, "start"]),
+        "pg_ctl start",
+    )
 }
 
 fn spawn_watcher(bin: &Path, dir: &Path, as_postgres: bool) -> Option<Child> {

@@ -2,14 +2,25 @@
 //! `.SUCCESS` marker, either (re)create and activate the AWS Data Pipeline from the definition in
 //! the source bucket (pipeline mode), or run the load itself (direct mode, for accounts that cannot
 //! use Data Pipeline). Configured from environment variables (see [`LambdaConfig::from_vars`]).
+//!
+//! Pipeline mode finishes what it starts: the pipeline it creates is tagged with the marker's id
+//! (and CreatePipeline gets an idempotency token derived from it), so a retry of the same event
+//! after a failure at any step finds it. A pipeline of the marker that is still PENDING (created,
+//! but PutPipelineDefinition or ActivatePipeline failed) gets its definition put again and is
+//! activated; one already activated is left alone ("already started"). A previous marker's
+//! pipeline is deleted only when it is idle (never activated, or all its instances finished);
+//! while it may still be running, the event fails with an error saying so, the operators are
+//! notified, and Lambda's retries (or the next marker) try again later: a running load is never
+//! cancelled.
 
 use aws_lambda_events::event::s3::S3Event;
 use aws_sdk_datapipeline::types::{
-    Field, ParameterAttribute, ParameterObject, ParameterValue, PipelineObject, Tag,
+    Field, ParameterAttribute, ParameterObject, ParameterValue, PipelineObject,
 };
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
+use super::datapipeline::{dp_error, PipelineApi, PipelineInfo, SdkDefinition, SdkPipelines};
 use super::{markers_in_event, S3Marker};
 use crate::aws::{describe_sdk_error, Aws};
 use crate::context::Context;
@@ -24,9 +35,6 @@ use crate::source::{Location, Reader};
 
 /// Where `stockload pipeline definition --upload` puts the definition in the source bucket.
 pub const DEFAULT_DEFINITION_KEY: &str = "pipeline_definition.json";
-
-/// Tag on each pipeline we create: which marker started it (duplicate events are recognised).
-const MARKER_TAG: &str = "stockload:marker";
 
 /// What the handler does on a marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,8 +155,19 @@ impl LambdaConfig {
 
 /// Handles one S3 event. Returns one line per marker saying what was done; keys that are not
 /// markers are ignored. In direct mode a failed load is reported (and notified), not returned as
-/// an error, so Lambda does not retry it behind the operators' backs.
+/// an error, so Lambda does not retry it behind the operators' backs. In pipeline mode a failure
+/// is notified and returned, so Lambda retries the event and the retry finishes the job.
 pub async fn handle(aws: &Aws, config: &LambdaConfig, event: &S3Event) -> Result<Vec<String>> {
+    handle_with(aws, &SdkPipelines(aws.datapipeline()), config, event).await
+}
+
+/// [`handle`] with the Data Pipeline calls going through `pipelines`.
+pub async fn handle_with<P: PipelineApi>(
+    aws: &Aws,
+    pipelines: &P,
+    config: &LambdaConfig,
+    event: &S3Event,
+) -> Result<Vec<String>> {
     let markers = markers_in_event(event);
     if markers.is_empty() {
         tracing::info!(
@@ -158,9 +177,21 @@ pub async fn handle(aws: &Aws, config: &LambdaConfig, event: &S3Event) -> Result
     }
     let mut done = Vec::new();
     for marker in markers {
+        let marker = marker.resolve(&aws.s3).await;
         tracing::info!(marker = %marker.id(), mode = ?config.mode, "marker received");
         let line = match config.mode {
-            Mode::Pipeline => start_pipeline(aws, config, &marker).await?,
+            Mode::Pipeline => match start_pipeline(aws, pipelines, config, &marker).await {
+                Ok(line) => line,
+                Err(err) => {
+                    let notice = notify::Notice::from_error(
+                        &config.notify_name,
+                        &format!("starting the pipeline for {}", marker.id()),
+                        &err,
+                    );
+                    notify::send_all(&config.targets, &notice, Some(aws)).await;
+                    return Err(err);
+                }
+            },
             Mode::Direct => run_direct(aws, config, &marker).await?,
         };
         tracing::info!("{line}");
@@ -270,20 +301,17 @@ pub async fn secret_credentials(aws: &Aws, secret_arn: &str) -> Result<(String, 
     }
 }
 
-fn dp_error(action: impl Into<String>, reason: String) -> Error {
-    Error::Aws {
-        service: "Data Pipeline",
-        action: action.into(),
-        reason,
-    }
-}
-
-/// Deletes the previous pipelines of the configured name, creates a new one, puts the definition
-/// from the source bucket and activates it. A duplicate event for a marker whose pipeline
-/// already exists does nothing.
-async fn start_pipeline(aws: &Aws, config: &LambdaConfig, marker: &S3Marker) -> Result<String> {
-    let dp = aws.datapipeline();
+/// Makes sure exactly one pipeline of the configured name is defined and activated for this
+/// marker, resuming a previous attempt that failed part-way, and replacing the previous marker's
+/// pipeline only when nothing of it can still be running (see the module documentation).
+async fn start_pipeline<P: PipelineApi>(
+    aws: &Aws,
+    api: &P,
+    config: &LambdaConfig,
+    marker: &S3Marker,
+) -> Result<String> {
     let name = &config.pipeline_name;
+    let id = marker.id();
 
     // Read and check the definition first: a bad one must not cost us the current pipeline.
     let location = Location::S3 {
@@ -300,98 +328,90 @@ async fn start_pipeline(aws: &Aws, config: &LambdaConfig, marker: &S3Marker) -> 
     pipeline::validate(&definition).map_err(Error::Definition)?;
     tracing::info!(%location, objects = definition.objects.len(), "definition read and checked");
 
-    let existing = pipelines_named(&dp, name).await?;
-    if !existing.is_empty() {
-        let described = dp
-            .describe_pipelines()
-            .set_pipeline_ids(Some(existing.clone()))
-            .send()
-            .await
-            .map_err(|e| dp_error("DescribePipelines", describe_sdk_error(&e)))?;
-        for description in described.pipeline_description_list() {
-            let started_by_marker = description
-                .tags()
-                .iter()
-                .any(|t| t.key() == MARKER_TAG && t.value() == marker.id());
-            if started_by_marker {
-                return Ok(format!(
-                    "{}: pipeline {} was already started for this marker (duplicate event)",
-                    marker.id(),
-                    description.pipeline_id()
-                ));
-            }
+    let existing = api.describe(&api.list_named(name).await?).await?;
+    let (ours, others): (Vec<PipelineInfo>, Vec<PipelineInfo>) = existing
+        .into_iter()
+        .partition(|p| p.marker.as_deref() == Some(id.as_str()));
+
+    // Already activated for this marker: a duplicate event, or a retry after a lost answer.
+    if let Some(active) = ours.iter().find(|p| !p.is_pending()) {
+        for extra in ours.iter().filter(|p| p.id != active.id) {
+            api.delete(&extra.id).await?;
+            tracing::info!(pipeline = %extra.id, "deleted a second, never activated pipeline for the marker");
         }
-    }
-    for id in &existing {
-        dp.delete_pipeline()
-            .pipeline_id(id)
-            .send()
-            .await
-            .map_err(|e| dp_error(format!("DeletePipeline {id}"), describe_sdk_error(&e)))?;
-        tracing::info!(pipeline = %id, "deleted previous pipeline {name}");
+        return Ok(format!(
+            "{id}: pipeline {} was already started for this marker (duplicate event)",
+            active.id
+        ));
     }
 
-    // The unique id is derived from the marker: concurrent duplicates of one event get the same
-    // pipeline from AWS instead of two.
-    let digest = Sha256::digest(marker.id().as_bytes());
-    let unique_id: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    let tag = Tag::builder()
-        .key(MARKER_TAG)
-        .value(marker.id())
-        .build()
-        .map_err(|e| dp_error("CreatePipeline", e.to_string()))?;
-    let created = dp
-        .create_pipeline()
-        .name(name)
-        .unique_id(format!("stockload-{unique_id}"))
-        .description(format!("stockload run for {}", marker.id()))
-        .tags(tag)
-        .send()
-        .await
-        .map_err(|e| dp_error(format!("CreatePipeline {name}"), describe_sdk_error(&e)))?;
-    let pipeline_id = created.pipeline_id().to_string();
-    tracing::info!(pipeline = %pipeline_id, "created pipeline {name}");
-
-    let api = pipeline::to_api_objects(&definition);
-    let (objects, parameters, values) = sdk_objects(&api)?;
-    let put = dp
-        .put_pipeline_definition()
-        .pipeline_id(&pipeline_id)
-        .set_pipeline_objects(Some(objects))
-        .set_parameter_objects(Some(parameters))
-        .set_parameter_values(Some(values))
-        .send()
-        .await
-        .map_err(|e| dp_error("PutPipelineDefinition", describe_sdk_error(&e)))?;
-    for warning in put.validation_warnings() {
-        tracing::warn!(object = ?warning.id(), "definition warning: {}", warning.warnings().join("; "));
+    // The previous marker's pipeline: replaced only when nothing of it can still be running.
+    for other in &others {
+        if other.is_idle() {
+            continue;
+        }
+        let why = match api.has_running_instances(&other.id).await {
+            Ok(false) => continue,
+            Ok(true) => "its run has not finished".to_string(),
+            Err(err) => format!("cannot tell whether its run finished: {err}"),
+        };
+        return Err(dp_error(
+            format!("replacing pipeline {name}"),
+            format!(
+                "pipeline {} (started for {}) is {} and may still be running ({why}); it is not \
+                 cancelled. This event fails so that Lambda retries it later; the pipeline is \
+                 replaced once its run has finished",
+                other.id,
+                other.marker.as_deref().unwrap_or("another marker"),
+                other.state.as_deref().unwrap_or("in an unknown state"),
+            ),
+        ));
     }
-    if put.errored() || !put.validation_errors().is_empty() {
-        let errors: Vec<String> = put
-            .validation_errors()
-            .iter()
-            .map(|e| format!("{}: {}", e.id().unwrap_or("?"), e.errors().join("; ")))
-            .collect();
+    for other in &others {
+        api.delete(&other.id).await?;
+        tracing::info!(pipeline = %other.id, "deleted previous pipeline {name}");
+    }
+
+    // Resume our own pending pipeline, or create it. The unique id is derived from the marker:
+    // AWS answers a repeated CreatePipeline (a retry, concurrent duplicates) with the same one.
+    let pipeline_id = match ours.split_first() {
+        Some((pending, extras)) => {
+            for extra in extras {
+                api.delete(&extra.id).await?;
+            }
+            tracing::info!(pipeline = %pending.id, "resuming the marker's pending pipeline");
+            pending.id.clone()
+        }
+        None => {
+            let digest = Sha256::digest(id.as_bytes());
+            let unique_id: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            let created = api
+                .create(name, &format!("stockload-{unique_id}"), &id)
+                .await?;
+            tracing::info!(pipeline = %created, "created pipeline {name}");
+            created
+        }
+    };
+
+    // Put (again: a pending pipeline's definition is simply replaced), then activate.
+    let api_definition = pipeline::to_api_objects(&definition);
+    let put = api
+        .put_definition(&pipeline_id, sdk_objects(&api_definition)?)
+        .await?;
+    for warning in &put.warnings {
+        tracing::warn!("definition warning: {warning}");
+    }
+    if put.errored || !put.errors.is_empty() {
         return Err(dp_error(
             format!("PutPipelineDefinition {pipeline_id}"),
-            format!("the definition was rejected: {}", errors.join(" | ")),
+            format!("the definition was rejected: {}", put.errors.join(" | ")),
         ));
     }
     tracing::info!(pipeline = %pipeline_id, "definition put");
-
-    let mut activate = dp.activate_pipeline().pipeline_id(&pipeline_id);
-    for value in activation_values(aws, config).await? {
-        activate = activate.parameter_values(value);
-    }
-    activate.send().await.map_err(|e| {
-        dp_error(
-            format!("ActivatePipeline {pipeline_id}"),
-            describe_sdk_error(&e),
-        )
-    })?;
+    api.activate(&pipeline_id, activation_values(aws, config).await?)
+        .await?;
     Ok(format!(
-        "{}: pipeline {name} ({pipeline_id}) created and activated",
-        marker.id()
+        "{id}: pipeline {name} ({pipeline_id}) created and activated"
     ))
 }
 
@@ -419,36 +439,6 @@ async fn activation_values(aws: &Aws, config: &LambdaConfig) -> Result<Vec<Param
     })
     .collect()
 }
-
-/// Ids of every pipeline with this name (all pages).
-async fn pipelines_named(dp: &aws_sdk_datapipeline::Client, name: &str) -> Result<Vec<String>> {
-    let mut ids = Vec::new();
-    let mut page_marker: Option<String> = None;
-    loop {
-        let page = dp
-            .list_pipelines()
-            .set_marker(page_marker.clone())
-            .send()
-            .await
-            .map_err(|e| dp_error("ListPipelines", describe_sdk_error(&e)))?;
-        ids.extend(
-            page.pipeline_id_list()
-                .iter()
-                .filter(|p| p.name() == Some(name))
-                .filter_map(|p| p.id().map(str::to_string)),
-        );
-        match (page.has_more_results(), page.marker()) {
-            (true, Some(next)) if !next.is_empty() => page_marker = Some(next.to_string()),
-            _ => return Ok(ids),
-        }
-    }
-}
-
-type SdkDefinition = (
-    Vec<PipelineObject>,
-    Vec<ParameterObject>,
-    Vec<ParameterValue>,
-);
 
 /// Converts the plain API objects into the SDK's types.
 fn sdk_objects(api: &ApiDefinition) -> Result<SdkDefinition> {

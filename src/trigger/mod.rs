@@ -1,14 +1,28 @@
-//! Runs started by a `.SUCCESS` marker: what a marker is, and the three ways of noticing one —
-//! polling a folder or bucket ([`watch`]), an SQS queue of S3 events ([`queue`]), and the Lambda
-//! handler ([`lambda`]).
+//! Runs started by a `.SUCCESS` marker: what a marker is (one identity for every trigger), and the
+//! three ways of noticing one — polling a folder or bucket ([`watch`]), an SQS queue of S3 events
+//! ([`queue`]), and the Lambda handler ([`lambda`], with the Data Pipeline calls in
+//! [`datapipeline`]). [`backoff`] paces the retries of the long-running loops.
+//!
+//! **One marker identity.** A marker in S3 is `s3://bucket/key#etag=ETAG`, whoever saw it: the
+//! poller reads the ETag from ListObjectsV2, the queue consumer and the Lambda from the event's
+//! `eTag` (or HeadObject when an event lacks it). So the same `.SUCCESS` object seen by `watch`,
+//! the queue and the Lambda is one marker, loaded at most once (the load records it in
+//! `processed_markers` in its own transaction, under its advisory lock). A local marker is
+//! `file:///path#size=N,mtime=NANOS`. Rewriting a marker with the same bytes at the same key is
+//! the same marker (same ETag); write each batch's marker under a new key (a dated folder) or with
+//! different content to load again.
 
+pub mod backoff;
+pub mod datapipeline;
 pub mod lambda;
 pub mod queue;
 pub mod watch;
 
 use aws_lambda_events::event::s3::S3Event;
 
-use crate::source::Location;
+use crate::aws::describe_sdk_error;
+use crate::error::Result;
+use crate::source::{s3, Location};
 
 /// Files whose name ends with this mark a batch as complete.
 pub const MARKER_SUFFIX: &str = ".SUCCESS";
@@ -20,17 +34,71 @@ pub struct S3Marker {
     pub bucket: String,
     /// Decoded key.
     pub key: String,
-    /// The event's sequencer (distinguishes two uploads of the same key), when known.
+    /// The object's ETag (without quotes), when known: which content of the key this is.
+    pub etag: Option<String>,
+    /// The event's sequencer, when it came from an event: only for recognising markers recorded
+    /// by earlier versions of stockload (see [`S3Marker::legacy_ids`]).
     pub sequencer: Option<String>,
 }
 
+/// The one id of an S3 marker, as every trigger records it in processed_markers.
+pub fn s3_marker_id(bucket: &str, key: &str, etag: Option<&str>) -> String {
+    match etag.map(normalise_etag).filter(|e| !e.is_empty()) {
+        Some(etag) => format!("s3://{bucket}/{key}#etag={etag}"),
+        None => format!("s3://{bucket}/{key}"),
+    }
+}
+
+/// The id of a marker in a local folder: its canonical path, size and modification time.
+pub fn local_marker_id(path: &std::path::Path, size: u64, modified_nanos: u128) -> String {
+    format!(
+        "file://{}#size={size},mtime={modified_nanos}",
+        path.display()
+    )
+}
+
+/// ETags arrive quoted from ListObjectsV2 and HeadObject and bare in events.
+fn normalise_etag(etag: &str) -> String {
+    etag.trim().trim_matches('"').to_ascii_lowercase()
+}
+
 impl S3Marker {
-    /// The id recorded in processed_markers: the object and which upload of it.
+    /// The id recorded in processed_markers: the object and which content of it.
     pub fn id(&self) -> String {
+        s3_marker_id(&self.bucket, &self.key, self.etag.as_deref())
+    }
+
+    /// Ids under which stockload versions before the one identity recorded this marker (key +
+    /// sequencer): checked too, so an upgrade never reloads a batch an older version loaded.
+    pub fn legacy_ids(&self) -> Vec<String> {
+        let bare = format!("s3://{}/{}", self.bucket, self.key);
         match &self.sequencer {
-            Some(sequencer) => format!("s3://{}/{}#{sequencer}", self.bucket, self.key),
-            None => format!("s3://{}/{}", self.bucket, self.key),
+            Some(sequencer) => vec![format!("{bare}#{sequencer}")],
+            None => Vec::new(),
         }
+    }
+
+    /// Fills in the ETag with HeadObject when the event did not carry one. When the object is
+    /// gone (or cannot be read) the marker keeps its key-only id, and the reason is logged.
+    pub async fn resolve(mut self, client: &aws_sdk_s3::Client) -> S3Marker {
+        if self.etag.is_some() {
+            return self;
+        }
+        match client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+        {
+            Ok(head) => self.etag = head.e_tag().map(normalise_etag),
+            Err(err) => tracing::warn!(
+                marker = %self.id(),
+                "the event has no eTag and HeadObject failed ({}); identifying the marker by its key",
+                describe_sdk_error(&err)
+            ),
+        }
+        self
     }
 
     /// The folder the marker sits in (`s3://bucket/prefix/`).
@@ -41,6 +109,40 @@ impl S3Marker {
             key: prefix.to_string(),
         }
     }
+}
+
+/// Every `.SUCCESS` object under `prefix` with its marker id (from ListObjectsV2's ETag) and the
+/// id an earlier stockload `watch` recorded for it (key + last-modified).
+pub async fn list_s3_markers(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let mut found = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|err| s3::s3_error("list", bucket, prefix, describe_sdk_error(&err)))?;
+        for object in page.contents() {
+            let Some(key) = object.key().filter(|k| k.ends_with(MARKER_SUFFIX)) else {
+                continue;
+            };
+            let modified = object
+                .last_modified()
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            found.push((
+                s3_marker_id(bucket, key, object.e_tag()),
+                vec![format!("s3://{bucket}/{key}@{modified}")],
+            ));
+        }
+    }
+    Ok(found)
 }
 
 /// Decodes an object key from an S3 event notification: `+` stands for a space and the rest is
@@ -76,16 +178,23 @@ pub fn markers_in_json(event: &serde_json::Value) -> Vec<S3Marker> {
             let s3 = record.get("s3")?;
             let bucket = s3.pointer("/bucket/name")?.as_str()?.to_string();
             let key = decode_event_key(s3.pointer("/object/key")?.as_str()?);
-            // The sequencer tells two uploads of one key apart; without one, the event time does.
-            let sequencer = s3
-                .pointer("/object/sequencer")
-                .or_else(|| record.get("eventTime"))
-                .and_then(|v| v.as_str())
-                .filter(|v| !v.is_empty())
-                .map(str::to_string);
+            let text = |pointer: &str| {
+                s3.pointer(pointer)
+                    .and_then(|v| v.as_str())
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+            };
+            // Earlier versions told uploads apart by the sequencer, else the event time.
+            let sequencer = text("/object/sequencer").or_else(|| {
+                record
+                    .get("eventTime")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            });
             key.ends_with(MARKER_SUFFIX).then_some(S3Marker {
                 bucket,
                 key,
+                etag: text("/object/eTag").map(|e| normalise_etag(&e)),
                 sequencer,
             })
         })
@@ -119,7 +228,20 @@ mod tests {
         assert_eq!(markers[0].key, "daily run/2026-11-22/.SUCCESS");
         assert_eq!(
             markers[0].id(),
-            "s3://monitored/daily run/2026-11-22/.SUCCESS#0A1B"
+            "s3://monitored/daily run/2026-11-22/.SUCCESS#etag=d41d8cd98f00b204e9800998ecf8427e"
+        );
+        assert_eq!(
+            markers[0].legacy_ids(),
+            ["s3://monitored/daily run/2026-11-22/.SUCCESS#0A1B"]
+        );
+        // Listings quote ETags, events do not: one id either way.
+        assert_eq!(
+            s3_marker_id(
+                "b",
+                "k.SUCCESS",
+                Some("\"D41D8CD98F00B204E9800998ECF8427E\"")
+            ),
+            s3_marker_id("b", "k.SUCCESS", Some("d41d8cd98f00b204e9800998ecf8427e"))
         );
         assert_eq!(
             markers[0].folder().to_string(),

@@ -3,12 +3,20 @@
 //! delete the message only once the run committed (the marker is recorded in the same transaction)
 //! or the message is known to be useless. SQS delivers at least once; the marker record makes the
 //! load happen at most once. While a load runs, the message's visibility is extended.
+//!
+//! The loop rides out faults, each retry paced by [`Backoff`] and logged once: a failed
+//! ReceiveMessage (SQS down, throttled) is retried; when PostgreSQL cannot be reached to check a
+//! marker, the message is released and nothing more is received until the database answers again
+//! (so an outage does not use up the message's receives and push it to the dead-letter queue); a
+//! failed DeleteMessage is retried a few times and then left: the message comes back after its
+//! visibility timeout and is recognised in the ledger as done, then deleted.
 
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use indicatif::ProgressBar;
 
+use super::backoff::{pause, Backoff};
 use super::{markers_in_json, S3Marker};
 use crate::aws::describe_sdk_error;
 use crate::context::Context;
@@ -41,7 +49,12 @@ enum Disposition {
     Delete,
     /// Leave it: it becomes visible again for a retry, or moves to the dead-letter queue.
     Keep,
+    /// The database could not be asked: make it visible again and wait for the database.
+    Release,
 }
+
+/// DeleteMessage tries before the message is left to come back (and be recognised as done).
+const DELETE_TRIES: u32 = 4;
 
 fn sqs_error(action: &str, err: String) -> Error {
     Error::Aws {
@@ -58,24 +71,25 @@ pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> 
         .as_ref()
         .ok_or_else(|| Error::Config("--queue needs AWS configuration".into()))?;
     let sqs = aws.sqs();
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(&options.queue_url)
-        .attribute_names(QueueAttributeName::VisibilityTimeout)
-        .send()
-        .await
-        .map_err(|e| {
-            sqs_error(
-                &format!("GetQueueAttributes {}", options.queue_url),
-                describe_sdk_error(&e),
-            )
-        })?;
-    let visibility: i32 = attributes
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30)
-        .max(1);
+    let mut backoff = Backoff::new();
+    let visibility = loop {
+        match queue_visibility(&sqs, &options.queue_url).await {
+            Ok(visibility) => break visibility,
+            Err(err) if options.once => return Err(err),
+            Err(err) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    retry = backoff.failures(),
+                    "{err}; retrying in {:.1} s",
+                    delay.as_secs_f64()
+                );
+                if !pause(delay).await {
+                    return Ok(0);
+                }
+            }
+        }
+    };
+    backoff.reset();
     tracing::info!(queue = %options.queue_url, visibility, "consuming S3 events");
     let mut runs = 0;
     loop {
@@ -90,13 +104,27 @@ pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> 
             _ = crate::shutdown::requested_wait() => return Ok(runs),
         };
         let received = match received {
-            Ok(received) => received,
+            Ok(received) => {
+                if backoff.failures() > 0 {
+                    tracing::info!("receiving from the queue works again");
+                }
+                backoff.reset();
+                received
+            }
             Err(err) => {
                 let err = sqs_error("ReceiveMessage", describe_sdk_error(&err));
                 if options.once {
                     return Err(err);
                 }
-                tracing::error!("{err}");
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    retry = backoff.failures(),
+                    "{err}; retrying in {:.1} s",
+                    delay.as_secs_f64()
+                );
+                if !pause(delay).await {
+                    return Ok(runs);
+                }
                 continue;
             }
         };
@@ -104,6 +132,7 @@ pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> 
         if messages.is_empty() && options.once {
             return Ok(runs);
         }
+        let mut database_down = false;
         for message in messages {
             let receives: u32 = message
                 .attributes()
@@ -115,13 +144,112 @@ pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> 
             let (disposition, started) =
                 handle_message(ctx, template, options, body, receives, &receipt, visibility).await;
             runs += started;
-            if disposition == Disposition::Delete {
-                sqs.delete_message()
-                    .queue_url(&options.queue_url)
-                    .receipt_handle(&receipt)
-                    .send()
-                    .await
-                    .map_err(|e| sqs_error("DeleteMessage", describe_sdk_error(&e)))?;
+            match disposition {
+                Disposition::Delete => delete_message(&sqs, &options.queue_url, &receipt).await,
+                Disposition::Keep => {}
+                // With --once nothing waits for the database: leave the message for later.
+                Disposition::Release if options.once => {}
+                Disposition::Release => {
+                    database_down = true;
+                    let released = sqs
+                        .change_message_visibility()
+                        .queue_url(&options.queue_url)
+                        .receipt_handle(&receipt)
+                        .visibility_timeout(0)
+                        .send()
+                        .await;
+                    if let Err(err) = released {
+                        tracing::warn!(
+                            "could not release the message (it comes back after its visibility \
+                             timeout): {}",
+                            describe_sdk_error(&err)
+                        );
+                    }
+                }
+            }
+        }
+        if database_down && !options.once && !wait_for_database(ctx).await {
+            return Ok(runs);
+        }
+    }
+}
+
+async fn queue_visibility(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<i32> {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .map_err(|e| {
+            sqs_error(
+                &format!("GetQueueAttributes {queue_url}"),
+                describe_sdk_error(&e),
+            )
+        })?;
+    Ok(attributes
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+        .max(1))
+}
+
+/// Deletes a handled message, retrying a few times. When it still fails, the message comes back
+/// after its visibility timeout and is then recognised as done (its marker is in the ledger).
+async fn delete_message(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipt: &str) {
+    let mut backoff = Backoff::with_limits(Duration::from_millis(500), Duration::from_secs(5));
+    loop {
+        let deleted = sqs
+            .delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await;
+        let Err(err) = deleted else { return };
+        let err = sqs_error("DeleteMessage", describe_sdk_error(&err));
+        if backoff.failures() + 1 >= DELETE_TRIES {
+            tracing::warn!(
+                "{err}; giving up after {DELETE_TRIES} tries: the message will be delivered \
+                 again and recognised as done"
+            );
+            return;
+        }
+        let delay = backoff.next_delay();
+        tracing::warn!(
+            retry = backoff.failures(),
+            "{err}; retrying in {:.1} s",
+            delay.as_secs_f64()
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Waits, backing off, until the database accepts a connection again (one log line per try).
+/// False when interrupted.
+async fn wait_for_database(ctx: &Context) -> bool {
+    let mut backoff = Backoff::new();
+    let mut delay = backoff.next_delay();
+    tracing::warn!(
+        "waiting for the database before receiving more messages; next check in {:.1} s",
+        delay.as_secs_f64()
+    );
+    loop {
+        if !pause(delay).await {
+            return false;
+        }
+        match ledger::processed_markers(&ctx.db, &[]).await {
+            Ok(_) => {
+                tracing::info!("the database answers again");
+                return true;
+            }
+            Err(err) => {
+                delay = backoff.next_delay();
+                tracing::warn!(
+                    retry = backoff.failures(),
+                    "the database is still unavailable: {err}; next check in {:.1} s",
+                    delay.as_secs_f64()
+                );
             }
         }
     }
@@ -170,19 +298,22 @@ async fn handle_message(
     let mut disposition = Disposition::Delete;
     let mut runs = 0;
     for marker in markers {
-        match ledger::processed_markers(&ctx.db, &[marker.id()])
-            .await
-            .map(|done| done.contains(&marker.id()))
-        {
-            Ok(true) => {
+        let marker = match ctx.aws.as_ref() {
+            Some(aws) => marker.resolve(&aws.s3).await,
+            None => marker,
+        };
+        let ids: Vec<String> = std::iter::once(marker.id())
+            .chain(marker.legacy_ids())
+            .collect();
+        match ledger::processed_markers(&ctx.db, &ids).await {
+            Ok(done) if !done.is_empty() => {
                 tracing::info!(marker = %marker.id(), "already loaded: acknowledged without reloading");
                 continue;
             }
-            Ok(false) => {}
+            Ok(_) => {}
             Err(err) => {
-                tracing::error!("cannot check the marker: {err}");
-                disposition = Disposition::Keep;
-                continue;
+                tracing::warn!("cannot check the marker {}: {err}", marker.id());
+                return (Disposition::Release, runs);
             }
         }
         if receives > options.max_attempts {
@@ -199,8 +330,8 @@ async fn handle_message(
             disposition = Disposition::Keep;
             if receives >= options.max_attempts {
                 let err = Error::Config(format!(
-                    "marker {} failed {receives} times; its message is left to the dead-letter \
-                     queue. Last error: {}",
+                    "left to the dead-letter queue after {receives} failed runs: marker {}. Last \
+                     error: {}",
                     marker.id(),
                     report.summary.error.as_deref().unwrap_or("unknown")
                 ));

@@ -82,18 +82,74 @@ fn start(command: &str, ready: &str, port: u16) -> Service {
     }
 }
 
+impl Service {
+    /// Stops it and waits until it is gone (its port is free again).
+    pub fn stop(self) {
+        drop(self._guard);
+        let mut child = self._child.into_inner().unwrap();
+        let _ = child.wait();
+    }
+}
+
+fn start_moto(port: u16) -> Service {
+    let program = tool("moto_server");
+    start(
+        &format!("'{}' -H 127.0.0.1 -p {port}", program.display()),
+        "Running on",
+        port,
+    )
+}
+
+/// A moto_server of one test's own, which it may restart (emptying it) to play an AWS outage
+/// without disturbing the other tests.
+pub struct PrivateMoto {
+    service: Option<Service>,
+    port: u16,
+}
+
+impl PrivateMoto {
+    /// Starts it on a free port.
+    pub fn start() -> PrivateMoto {
+        let port = free_port();
+        PrivateMoto {
+            service: Some(start_moto(port)),
+            port,
+        }
+    }
+
+    /// Its endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it (everything it held is lost); requests fail until [`PrivateMoto::resume`].
+    pub fn stop(&mut self) {
+        if let Some(service) = self.service.take() {
+            service.stop();
+        }
+    }
+
+    /// Starts it again, empty, on the same port.
+    pub fn resume(&mut self) {
+        self.stop();
+        self.service = Some(start_moto(self.port));
+    }
+
+    /// Points a child process at it.
+    pub fn env<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        moto_env(command).env("AWS_ENDPOINT_URL", self.endpoint())
+    }
+
+    /// In-process AWS clients pointed at it.
+    pub async fn aws(&self) -> stockload::aws::Aws {
+        aws_at(&self.endpoint()).await
+    }
+}
+
 /// The moto_server of this test process.
 pub fn moto() -> &'static Service {
     static MOTO: OnceLock<Service> = OnceLock::new();
-    MOTO.get_or_init(|| {
-        let port = free_port();
-        let program = tool("moto_server");
-        start(
-            &format!("'{}' -H 127.0.0.1 -p {port}", program.display()),
-            "Running on",
-            port,
-        )
-    })
+    MOTO.get_or_init(|| start_moto(free_port()))
 }
 
 /// moto's endpoint URL.
@@ -114,11 +170,16 @@ pub fn moto_env(command: &mut Command) -> &mut Command {
 
 /// In-process AWS clients pointed at moto.
 pub async fn aws() -> stockload::aws::Aws {
+    aws_at(&moto_endpoint()).await
+}
+
+/// In-process AWS clients pointed at an emulator's endpoint.
+pub async fn aws_at(endpoint: &str) -> stockload::aws::Aws {
     let credentials =
         aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests");
     let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto_endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(credentials);
     stockload::aws::Aws::from_loader(loader, &Default::default()).await
 }
