@@ -7,6 +7,7 @@ pub mod bucket;
 pub mod cli;
 pub mod context;
 pub mod db;
+pub mod devcitus;
 pub mod devdb;
 pub mod error;
 pub mod ledger;
