@@ -14,6 +14,16 @@ if ! "$venv/bin/python" -c 'import moto, aiosmtpd, awscli, cfnlint' 2>/dev/null;
 fi
 export PATH="$PWD/$venv/bin:$PATH"
 
+echo "== citus (built once from ../shared/citus when missing; its tests skip themselves without it)"
+citus=0
+bash scripts/citus-build.sh || citus=$?
+if [ "$citus" = 3 ]; then
+  echo "citus: not available here: the Citus tests will report SKIPPED"
+elif [ "$citus" != 0 ]; then
+  echo "citus: the build failed" >&2
+  exit "$citus"
+fi
+
 echo "== cargo test"
 cargo test --locked
 
