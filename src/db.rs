@@ -8,7 +8,9 @@ use refinery::{AsyncMigrate, Migration};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
-use crate::error::{describe_sqlx, Error, Result};
+use crate::error::{Error, Result};
+
+mod tls;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -25,6 +27,7 @@ pub const MIGRATE_LOCK_KEY: i64 = LOAD_LOCK_KEY + 1;
 pub struct Db {
     options: PgConnectOptions,
     connect_timeout: Duration,
+    tls: tls::TlsFiles,
 }
 
 impl Db {
@@ -79,9 +82,11 @@ impl Db {
                 ("client_connection_check_interval", "2s"),
             ])
             .log_statements(tracing::log::LevelFilter::Trace);
+        let tls = tls::TlsFiles::from_options(&options);
         Db {
             options,
             connect_timeout,
+            tls,
         }
     }
 
@@ -101,14 +106,14 @@ impl Db {
         )
     }
 
-    /// Opens one connection.
+    /// Opens one connection, with TLS as libpq does it (see [`tls`]).
     pub async fn connect(&self) -> Result<PgConnection> {
-        let connecting = self.options.connect();
+        let connecting = tls::connect(&self.options, &self.tls);
         match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(err)) => Err(Error::Connect {
+            Ok(Err(reason)) => Err(Error::Connect {
                 target: self.display(),
-                reason: describe_sqlx(&err),
+                reason,
             }),
             Err(_) => Err(Error::Connect {
                 target: self.display(),
