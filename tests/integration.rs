@@ -10,6 +10,7 @@ mod notify;
 mod s3;
 mod secrets;
 mod stop;
+mod tls;
 mod triggers;
 
 pub use cli::text as cli_text;
