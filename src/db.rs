@@ -172,6 +172,46 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<Vec<String>> {
         .collect())
 }
 
+/// For the read-only commands (`stats`, `export`): checks with reads only that the stockload
+/// schema exists and is as new as this stockload's migrations; never migrates, so a role with
+/// SELECT only can use them.
+pub async fn check_schema(conn: &mut PgConnection) -> Result<()> {
+    let needed = embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or_default();
+    let has_history: bool =
+        sqlx::query_scalar("SELECT to_regclass('refinery_schema_history') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| Error::database("looking for the stockload schema", e))?;
+    if !has_history {
+        return Err(Error::Schema(
+            "the database has no stockload schema: run `stockload migrate` (as a role that may \
+             create tables)"
+                .into(),
+        ));
+    }
+    let found: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| Error::database("reading refinery_schema_history", e))?;
+    match found {
+        None => Err(Error::Schema(
+            "the database has no stockload schema: run `stockload migrate` (as a role that may \
+             create tables)"
+                .into(),
+        )),
+        Some(found) if i64::from(found) < needed => Err(Error::Schema(format!(
+            "the database's stockload schema is too old (version {found}; this stockload needs \
+             version {needed}): run `stockload migrate` (as a role that may alter tables)"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 /// refinery has no sqlx driver; this adapter lets its runner use our sqlx connection, so
 /// migrations get the same TLS settings, sslmode and password handling as the load. The
 /// bookkeeping table (`refinery_schema_history`) and its queries are refinery's own, so the

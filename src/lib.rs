@@ -132,7 +132,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
         Command::Stats(args) => {
             let db = database(&args.db)?;
             let mut conn = db.connect().await?;
-            db::migrate(&mut conn).await?;
+            db::check_schema(&mut conn).await?;
             let stats = report::stats(&mut conn).await?;
             if args.json {
                 println!(
@@ -148,7 +148,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
             let db = database(&args.db)?;
             let target = Location::parse(&args.to)?;
             let mut conn = db.connect().await?;
-            db::migrate(&mut conn).await?;
+            db::check_schema(&mut conn).await?;
             let reader = reader_for(&[&target], &args.aws).await;
             let bytes = report::export(&mut conn, &target, &reader).await?;
             println!("wrote {bytes} bytes to {target}");

@@ -7,6 +7,7 @@ mod cli;
 mod hostile;
 mod load;
 mod notify;
+mod readonly;
 mod s3;
 mod secrets;
 mod stop;

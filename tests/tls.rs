@@ -165,10 +165,7 @@ async fn without_tls_on_the_server_prefer_falls_back_and_require_says_why() {
     let err = encrypted(&format!("{}?sslmode=require", db.url))
         .await
         .unwrap_err();
-    assert!(
-        err.contains("does not accept TLS connections"),
-        "{err}"
-    );
+    assert!(err.contains("does not accept TLS connections"), "{err}");
     assert!(!err.contains(&db.password), "{err}");
 }
 
@@ -185,12 +182,11 @@ async fn tls_1_2_handshakes_are_checked_with_the_certificates_key_too() {
         let url = with_params(&cluster, "127.0.0.1", "sslmode=require");
         let db = Db::new(Some(&url), "64MB", Duration::from_secs(20)).unwrap();
         let mut conn = db.connect().await.unwrap();
-        let version: String = sqlx::query_scalar(
-            "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+        let version: String =
+            sqlx::query_scalar("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
         assert_eq!(version, "TLSv1.2", "{}", cert.cert.display());
     }
 }

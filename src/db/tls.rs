@@ -233,7 +233,9 @@ fn root_store(files: &TlsFiles, mode: PgSslMode) -> Result<RootCertStore, String
             Some(path) => {
                 let mut store = RootCertStore::empty();
                 for cert in pem_certificates(&path.display().to_string(), "sslrootcert")? {
-                    store.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
+                    store
+                        .add(cert)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
                 }
                 Ok(store)
             }
@@ -287,7 +289,12 @@ fn mode_name(mode: PgSslMode) -> &'static str {
 }
 
 /// A handshake failure in words an operator can act on.
-fn describe_handshake(err: &std::io::Error, mode: PgSslMode, files: &TlsFiles, host: &str) -> String {
+fn describe_handshake(
+    err: &std::io::Error,
+    mode: PgSslMode,
+    files: &TlsFiles,
+    host: &str,
+) -> String {
     let tls = err
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<TlsError>());
@@ -492,7 +499,10 @@ mod tests {
 
     #[test]
     fn der_reader_refuses_truncated_input() {
-        assert_eq!(der(&[0x30, 0x03, 1, 2, 3, 4]), Some((0x30, &[1u8, 2, 3][..], &[4u8][..])));
+        assert_eq!(
+            der(&[0x30, 0x03, 1, 2, 3, 4]),
+            Some((0x30, &[1u8, 2, 3][..], &[4u8][..]))
+        );
         assert_eq!(der(&[0x30, 0x05, 1, 2]), None);
         assert_eq!(der(&[0x30, 0x82, 0x01]), None);
         assert_eq!(der(&[0x30]), None);

@@ -269,8 +269,17 @@ impl Pki {
             format!("{name}.crt"),
         );
         self.openssl(&[
-            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-subj",
-            "/CN=localhost", "-out", &csr,
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-subj",
+            "/CN=localhost",
+            "-out",
+            &csr,
         ]);
         self.openssl(&[
             "x509", "-req", "-in", &csr, "-signkey", &key, "-days", "30", "-out", &crt,
@@ -282,9 +291,23 @@ impl Pki {
     pub fn self_signed_v3(&self, name: &str) -> CertFiles {
         let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
         self.openssl(&[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", &key, "-out", &crt, "-days", "30", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "30",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
         ]);
         self.files(name)
     }
@@ -294,10 +317,25 @@ impl Pki {
         let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
         let subject = format!("/CN={name}");
         self.openssl(&[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", &key, "-out", &crt, "-days", "30", "-subj", &subject,
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "30",
+            "-subj",
+            &subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ]);
         self.files(name)
     }
@@ -319,13 +357,37 @@ impl Pki {
         )
         .unwrap();
         self.openssl(&[
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", &key, "-subj", "/CN=server", "-out", &csr,
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-subj",
+            "/CN=server",
+            "-out",
+            &csr,
         ]);
         let (ca_cert, ca_key) = (ca.cert.display().to_string(), ca.key.display().to_string());
         self.openssl(&[
-            "x509", "-req", "-in", &csr, "-CA", &ca_cert, "-CAkey", &ca_key,
-            "-CAcreateserial", "-days", "30", "-out", &crt, "-extfile", &ext,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_cert,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            &crt,
+            "-extfile",
+            &ext,
         ]);
         self.files(name)
     }
