@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod hostile;
 mod load;
+mod logs;
 mod notify;
 mod readonly;
 mod s3;

@@ -8,7 +8,8 @@ use stockload::trigger::lambda::{handle, LambdaConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    stockload::init_tracing();
+    // CloudWatch reads JSON lines best; STOCKLOAD_LOG_FORMAT=text switches back.
+    stockload::init_tracing(stockload::LogFormat::from_env(stockload::LogFormat::Json));
     let config = LambdaConfig::from_vars(|name| std::env::var(name).ok())?;
     let aws = Aws::load(&AwsOptions::default()).await;
     let (aws, config) = (&aws, &config);
