@@ -105,3 +105,27 @@ fn colour_only_for_a_terminal_without_no_color() {
     assert!(!use_colour(true, Some(OsStr::new("1"))));
     assert!(!use_colour(false, None));
 }
+
+#[test]
+fn the_lambda_logs_json_by_default() {
+    // No configuration: the Lambda stops at once, and says why in a JSON line.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stockload-lambda"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("STOCKLOAD_MODE", "no-such-mode")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!stderr.contains("\x1b["), "{stderr:?}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert_eq!(lines[0]["level"], "ERROR");
+    assert!(
+        lines[0]["message"].as_str().unwrap().contains("STOCKLOAD_MODE"),
+        "{stderr}"
+    );
+}
