@@ -125,7 +125,10 @@ fn the_lambda_logs_json_by_default() {
     assert_eq!(lines.len(), 1, "{stderr}");
     assert_eq!(lines[0]["level"], "ERROR");
     assert!(
-        lines[0]["message"].as_str().unwrap().contains("STOCKLOAD_MODE"),
+        lines[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("STOCKLOAD_MODE"),
         "{stderr}"
     );
 }

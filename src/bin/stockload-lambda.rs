@@ -13,7 +13,8 @@ use stockload::LogFormat;
 #[tokio::main]
 async fn main() -> ExitCode {
     stockload::init_tracing(LogFormat::from_env(LogFormat::Json));
-    match serve().await {
+    // Boxed: the handler's future is deep, and a box keeps main's own future small.
+    match Box::pin(serve()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Logged, not printed: stderr stays one JSON object per line.
