@@ -25,7 +25,8 @@ where
 /// Backends of stockload sessions waiting for the load lock.
 async fn waiting_loads(db: &TestDb) -> String {
     db.scalar(&format!(
-        "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = {}",
+        "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = {} \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         stockload::db::LOAD_LOCK_KEY & 0xffff_ffff
     ))
     .await
