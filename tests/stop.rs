@@ -125,7 +125,8 @@ async fn a_killed_client_never_leaves_its_backend_working() {
         Duration::from_secs(30),
         || async {
             db.scalar(
-                "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'stockload'",
+                "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'stockload' \
+                 AND datname = current_database()",
             )
             .await
             .as_deref()
