@@ -149,9 +149,42 @@ async fn verify_ca_and_verify_full_check_the_authority_and_the_host_name() {
         );
     }
 
+    // The same through the binary and libpq's variables (PGSSLMODE, PGSSLROOTCERT), no URL.
+    for (ca, ok) in [(&ca, true), (&other_ca, false)] {
+        let output = support::stockload()
+            .arg("migrate")
+            .env_remove("DATABASE_URL")
+            .env("PGHOST", "localhost")
+            .env("PGPORT", cluster.port().to_string())
+            .env("PGUSER", stockload::devdb::SUPERUSER)
+            .env("PGPASSWORD", cluster.password())
+            .env("PGDATABASE", "postgres")
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", &ca.cert)
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.success(), ok, "{all}");
+        assert!(!all.contains(cluster.password()), "{all}");
+        if !ok {
+            assert!(
+                all.contains("not signed by a certificate authority"),
+                "{all}"
+            );
+        }
+    }
+
     let no_root = with_params(&cluster, "localhost", "sslmode=verify-full");
     let err = refused(&no_root, &cluster).await;
-    assert!(err.contains("sslrootcert"), "{err}");
+    // Says where to put the CA (or, where ~/.postgresql/root.crt exists, that it is the wrong one).
+    assert!(
+        err.contains("give sslrootcert=") || err.contains("root.crt"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
