@@ -34,6 +34,7 @@ async fn refused(url: &str, cluster: &TempCluster) -> String {
     let err = encrypted(url)
         .await
         .expect_err("the connection should have been refused");
+    eprintln!("refused as it should be: {err}");
     assert!(
         !err.contains(cluster.password()),
         "the password is in the error: {err}"
