@@ -18,6 +18,16 @@ pub struct Cli {
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on stderr: text (coloured only on a terminal; NO_COLOR honoured) or json (one
+    /// object per line, for log pipelines).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "STOCKLOAD_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: crate::LogFormat,
 }
 
 /// The subcommands.

@@ -8,7 +8,9 @@ use refinery::{AsyncMigrate, Migration};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
-use crate::error::{describe_sqlx, Error, Result};
+use crate::error::{Error, Result};
+
+mod tls;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -25,6 +27,7 @@ pub const MIGRATE_LOCK_KEY: i64 = LOAD_LOCK_KEY + 1;
 pub struct Db {
     options: PgConnectOptions,
     connect_timeout: Duration,
+    tls: tls::TlsFiles,
 }
 
 impl Db {
@@ -79,9 +82,11 @@ impl Db {
                 ("client_connection_check_interval", "2s"),
             ])
             .log_statements(tracing::log::LevelFilter::Trace);
+        let tls = tls::TlsFiles::from_options(&options);
         Db {
             options,
             connect_timeout,
+            tls,
         }
     }
 
@@ -101,14 +106,14 @@ impl Db {
         )
     }
 
-    /// Opens one connection.
+    /// Opens one connection, with TLS as libpq does it (see [`tls`]).
     pub async fn connect(&self) -> Result<PgConnection> {
-        let connecting = self.options.connect();
+        let connecting = tls::connect(&self.options, &self.tls);
         match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(err)) => Err(Error::Connect {
+            Ok(Err(reason)) => Err(Error::Connect {
                 target: self.display(),
-                reason: describe_sqlx(&err),
+                reason,
             }),
             Err(_) => Err(Error::Connect {
                 target: self.display(),
@@ -165,6 +170,46 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<Vec<String>> {
         .iter()
         .map(|m| m.to_string())
         .collect())
+}
+
+/// For the read-only commands (`stats`, `export`): checks with reads only that the stockload
+/// schema exists and is as new as this stockload's migrations; never migrates, so a role with
+/// SELECT only can use them.
+pub async fn check_schema(conn: &mut PgConnection) -> Result<()> {
+    let needed = embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or_default();
+    let has_history: bool =
+        sqlx::query_scalar("SELECT to_regclass('refinery_schema_history') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| Error::database("looking for the stockload schema", e))?;
+    if !has_history {
+        return Err(Error::Schema(
+            "the database has no stockload schema: run `stockload migrate` (as a role that may \
+             create tables)"
+                .into(),
+        ));
+    }
+    let found: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| Error::database("reading refinery_schema_history", e))?;
+    match found {
+        None => Err(Error::Schema(
+            "the database has no stockload schema: run `stockload migrate` (as a role that may \
+             create tables)"
+                .into(),
+        )),
+        Some(found) if i64::from(found) < needed => Err(Error::Schema(format!(
+            "the database's stockload schema is too old (version {found}; this stockload needs \
+             version {needed}): run `stockload migrate` (as a role that may alter tables)"
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 /// refinery has no sqlx driver; this adapter lets its runner use our sqlx connection, so

@@ -25,6 +25,17 @@ pub const SUPERUSER: &str = "stockload";
 impl TempCluster {
     /// initdb + start on a free loopback port. `settings` are extra `-c name=value` server settings.
     pub fn start(settings: &[(&str, &str)]) -> Result<TempCluster> {
+        TempCluster::start_with(settings, None)
+    }
+
+    /// Like [`TempCluster::start`], with `ssl=on` and the server certificate and key from these
+    /// PEM files (copied into the cluster's folder, the key readable by the server only).
+    /// Plain connections are still accepted, so `sslmode` decides.
+    pub fn start_tls(settings: &[(&str, &str)], cert: &Path, key: &Path) -> Result<TempCluster> {
+        TempCluster::start_with(settings, Some((cert, key)))
+    }
+
+    fn start_with(settings: &[(&str, &str)], tls: Option<(&Path, &Path)>) -> Result<TempCluster> {
         let bin = bin_dir()?;
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -40,6 +51,24 @@ impl TempCluster {
         let pwfile = dir.join("pwfile");
         std::fs::write(&pwfile, format!("{password}\n"))
             .map_err(|e| cleanup_on_error(Error::Cluster(format!("cannot write pwfile: {e}"))))?;
+        let mut tls_settings = Vec::new();
+        if let Some((cert, key)) = tls {
+            let copy = |from: &Path, name: &str| {
+                let to = dir.join(name);
+                std::fs::copy(from, &to)
+                    .and_then(|_| {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+                    })
+                    .map_err(|e| Error::io("cannot copy", from, e))?;
+                Ok::<_, Error>(to)
+            };
+            let cert = copy(cert, "server.crt").map_err(cleanup_on_error)?;
+            let key = copy(key, "server.key").map_err(cleanup_on_error)?;
+            tls_settings.push(("ssl".to_string(), "on".to_string()));
+            tls_settings.push(("ssl_cert_file".into(), format!("'{}'", cert.display())));
+            tls_settings.push(("ssl_key_file".into(), format!("'{}'", key.display())));
+        }
         if as_postgres {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -69,7 +98,8 @@ impl TempCluster {
             "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{}'",
             dir.display()
         );
-        for (name, value) in settings {
+        let tls_settings = tls_settings.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        for (name, value) in settings.iter().copied().chain(tls_settings) {
             options.push_str(&format!(" -c {name}={value}"));
         }
         pg_ctl_start(&bin, &dir, as_postgres, &options).map_err(cleanup_on_error)?;
@@ -128,10 +158,9 @@ impl TempCluster {
 
     /// Creates an empty database.
     pub async fn create_database(&self, name: &str) -> Result<()> {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&self.url("postgres"))
-            .await
-            .map_err(|e| Error::database("connecting to the throwaway cluster", e))?;
+        let url = self.url("postgres");
+        let db = crate::db::Db::new(Some(&url), "4MB", std::time::Duration::from_secs(30))?;
+        let mut conn = db.connect().await?;
         // Identifier, not a value: quoted by hand since CREATE DATABASE takes no bind parameter.
         let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement))

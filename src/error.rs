@@ -53,6 +53,10 @@ pub enum Error {
     #[error("migration failed: {0}")]
     Migration(String),
 
+    /// A read-only command found no stockload schema, or one older than this stockload's.
+    #[error("{0}")]
+    Schema(String),
+
     /// A transform script from `sql/` failed; the run was rolled back.
     #[error("transform script {script} failed: {reason}")]
     Script {

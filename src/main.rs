@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    stockload::init_tracing();
     let cli = stockload::cli::Cli::parse();
+    stockload::init_tracing(cli.log_format);
+    let cli_format = cli.log_format;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -23,7 +24,10 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(err) => {
-            eprintln!("error: {err}");
+            match cli_format {
+                stockload::LogFormat::Text => eprintln!("error: {err}"),
+                stockload::LogFormat::Json => tracing::error!("{err}"),
+            }
             ExitCode::FAILURE
         }
     }

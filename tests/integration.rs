@@ -7,10 +7,13 @@ mod citus;
 mod cli;
 mod hostile;
 mod load;
+mod logs;
 mod notify;
+mod readonly;
 mod s3;
 mod secrets;
 mod stop;
+mod tls;
 mod triggers;
 
 pub use cli::text as cli_text;

@@ -25,7 +25,8 @@ where
 /// Backends of stockload sessions waiting for the load lock.
 async fn waiting_loads(db: &TestDb) -> String {
     db.scalar(&format!(
-        "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = {}",
+        "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = {} \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         stockload::db::LOAD_LOCK_KEY & 0xffff_ffff
     ))
     .await
@@ -124,7 +125,8 @@ async fn a_killed_client_never_leaves_its_backend_working() {
         Duration::from_secs(30),
         || async {
             db.scalar(
-                "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'stockload'",
+                "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'stockload' \
+                 AND datname = current_database()",
             )
             .await
             .as_deref()

@@ -703,7 +703,8 @@ async fn a_watcher_killed_mid_load_and_restarted_loads_the_batch_exactly_once() 
     let mut first = start();
     wait_for("the first load to wait for the lock", Duration::from_secs(60), || async {
         db.scalar(&format!(
-            "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = {}",
+            "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = {} \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             stockload::db::LOAD_LOCK_KEY & 0xffff_ffff
         ))
         .await

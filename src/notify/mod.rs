@@ -223,7 +223,12 @@ async fn send(target: &Target, notice: &Notice, aws: Option<&Aws>) -> Result<()>
         }
         Target::Smtp(smtp) => smtp.send(notice).await,
         Target::Console => {
-            eprintln!("== {}\n{}", notice.subject, notice.body);
+            if crate::log_format() == crate::LogFormat::Json {
+                // One JSON line like every other log line, for log pipelines.
+                tracing::warn!(subject = %notice.subject, body = %notice.body, "notice");
+            } else {
+                eprintln!("== {}\n{}", notice.subject, notice.body);
+            }
             Ok(())
         }
     }

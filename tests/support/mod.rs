@@ -221,3 +221,180 @@ pub fn stockload() -> std::process::Command {
     command.env("NO_COLOR", "1").env_remove("RUST_LOG");
     command
 }
+
+/// Certificates made for a test with the `openssl` command line (in a temporary folder).
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+/// A certificate and its key, as PEM files.
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        Pki {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("the TLS tests need the openssl command line (apt-get install openssl)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn files(&self, name: &str) -> CertFiles {
+        CertFiles {
+            cert: self.dir.path().join(format!("{name}.crt")),
+            key: self.dir.path().join(format!("{name}.key")),
+        }
+    }
+
+    /// A self-signed X.509 **v1** certificate (RSA, no extensions: `openssl x509 -req`), the kind
+    /// some PostgreSQL distributions generate.
+    pub fn self_signed_v1(&self, name: &str) -> CertFiles {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        self.openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-subj",
+            "/CN=localhost",
+            "-out",
+            &csr,
+        ]);
+        self.openssl(&[
+            "x509", "-req", "-in", &csr, "-signkey", &key, "-days", "30", "-out", &crt,
+        ]);
+        self.files(name)
+    }
+
+    /// A self-signed X.509 v3 certificate (ECDSA P-256) for localhost and 127.0.0.1.
+    pub fn self_signed_v3(&self, name: &str) -> CertFiles {
+        let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "30",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ]);
+        self.files(name)
+    }
+
+    /// A certificate authority (self-signed, v3, CA:TRUE).
+    pub fn ca(&self, name: &str) -> CertFiles {
+        let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+        let subject = format!("/CN={name}");
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "30",
+            "-subj",
+            &subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        self.files(name)
+    }
+
+    /// A server certificate signed by `ca`, valid for `alt_names` (e.g. `DNS:localhost`).
+    pub fn signed(&self, ca: &CertFiles, name: &str, alt_names: &str) -> CertFiles {
+        let (key, csr, crt, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        std::fs::write(
+            self.dir.path().join(&ext),
+            format!(
+                "subjectAltName={alt_names}\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .unwrap();
+        self.openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-subj",
+            "/CN=server",
+            "-out",
+            &csr,
+        ]);
+        let (ca_cert, ca_key) = (ca.cert.display().to_string(), ca.key.display().to_string());
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_cert,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            &crt,
+            "-extfile",
+            &ext,
+        ]);
+        self.files(name)
+    }
+}
+
+/// A throwaway cluster of its own with `ssl=on` and this certificate.
+pub fn tls_cluster(files: &CertFiles) -> TempCluster {
+    TempCluster::start_tls(&[("fsync", "off")], &files.cert, &files.key)
+        .expect("cannot start a throwaway PostgreSQL with ssl=on")
+}
