@@ -76,8 +76,19 @@ pub struct DbArgs {
     pub connect_timeout: u64,
     /// work_mem and temp_buffers of the load's session: sizes the window sort and the staging
     /// table's buffers.
-    #[arg(long, default_value = "256MB")]
+    #[arg(long, default_value = crate::plan::DEFAULT_WORK_MEM)]
     pub work_mem: String,
+}
+
+impl DbArgs {
+    /// The database these flags (or DATABASE_URL / the PG* variables) name.
+    pub fn db(&self) -> crate::error::Result<crate::db::Db> {
+        crate::db::Db::new(
+            self.database_url.as_ref().map(Secret::expose),
+            &self.work_mem,
+            std::time::Duration::from_secs(self.connect_timeout),
+        )
+    }
 }
 
 /// `stockload load`.
@@ -176,6 +187,16 @@ pub struct NotifyArgs {
         default_value = "stockload"
     )]
     pub notify_name: String,
+}
+
+impl AwsArgs {
+    /// The AWS client options these flags ask for.
+    pub fn options(&self) -> crate::aws::AwsOptions {
+        crate::aws::AwsOptions {
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_virtual_hosted: self.s3_virtual_hosted,
+        }
+    }
 }
 
 /// AWS options for S3 locations.

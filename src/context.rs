@@ -5,8 +5,9 @@
 use indicatif::ProgressBar;
 
 use crate::aws::Aws;
+use crate::cli::RunArgs;
 use crate::db::Db;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::load::{self, Report, RunStatus};
 use crate::notify::{self, Notice, Target};
 use crate::plan::Plan;
@@ -41,7 +42,68 @@ impl Context {
 
     /// Sends the failure notice of a run that could not start.
     pub async fn notify_error(&self, what: &str, error: &Error) {
-        let notice = Notice::from_error(&self.notify_name, what, error);
-        notify::send_all(&self.targets, &notice, self.aws.as_ref()).await;
+        notify_not_started(
+            &self.targets,
+            &self.notify_name,
+            self.aws.as_ref(),
+            what,
+            error,
+        )
+        .await;
     }
+
+    /// The one way the command line builds a run's context: notification targets first, so
+    /// that any later problem with the configuration (`prepared`, the database settings) is still
+    /// notified before it is returned. `prepared` is whatever the caller validated beforehand
+    /// (a plan, a watch set-up); it comes back with the context.
+    pub async fn from_args<T>(
+        args: &RunArgs,
+        needs_aws: bool,
+        prepared: Result<T>,
+    ) -> Result<(Context, T)> {
+        let targets = notify::parse_targets(&args.notify.targets)?;
+        let notify_name = args.notify.notify_name.clone();
+        let prepared = args.db.db().and_then(|db| Ok((db, prepared?)));
+        let aws = if needs_aws || notify::needs_aws(&targets) {
+            Some(Aws::load(&args.aws.options()).await)
+        } else {
+            None
+        };
+        match prepared {
+            Ok((db, value)) => Ok((
+                Context {
+                    db,
+                    reader: Reader::new(aws.clone()),
+                    aws,
+                    targets,
+                    notify_name,
+                },
+                value,
+            )),
+            Err(err) => {
+                notify_not_started(
+                    &targets,
+                    &notify_name,
+                    aws.as_ref(),
+                    "invalid configuration",
+                    &err,
+                )
+                .await;
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Sends the failure notice of a run that could not even start (bad configuration, unreachable
+/// settings): every starter — CLI, watch, queue, Lambda — tells its targets the same way.
+pub async fn notify_not_started(
+    targets: &[Target],
+    notify_name: &str,
+    aws: Option<&Aws>,
+    what: &str,
+    error: &Error,
+) {
+    let notice = Notice::from_error(notify_name, what, error);
+    notify::send_all(targets, &notice, aws).await;
 }

@@ -7,6 +7,12 @@ use serde::Serialize;
 
 use crate::source::Location;
 
+/// Name of the companies index inside a batch folder when none is given (`watch`, the queue).
+pub const DEFAULT_INDEX_NAME: &str = "top_companies.txt";
+
+/// work_mem and temp_buffers of a load's session unless set (sizes the window sort and staging).
+pub const DEFAULT_WORK_MEM: &str = "256MB";
+
 /// How value_change and daily_percent_change are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "kebab-case")]

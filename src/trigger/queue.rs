@@ -351,7 +351,7 @@ fn plan_for(template: &Plan, options: &QueueOptions, marker: &S3Marker) -> Plan 
     plan.companies = options
         .companies
         .clone()
-        .unwrap_or_else(|| source.join("top_companies.txt"));
+        .unwrap_or_else(|| source.join(crate::plan::DEFAULT_INDEX_NAME));
     plan.source = source;
     plan.marker = Some(marker.id());
     plan

@@ -1,0 +1,104 @@
+//! One file per subcommand, each with a `run(args)`; this file dispatches the command line to them
+//! and keeps the few helpers several commands share.
+
+mod bucket;
+mod demo;
+mod dev_postgres;
+mod export;
+mod load;
+mod migrate;
+mod notify_test;
+mod pipeline;
+mod sample;
+mod sql;
+mod stats;
+mod watch;
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::aws::{Aws, AwsOptions};
+use crate::cli::{self, Cli, Command, DbArgs};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::logging::{log_format, LogFormat};
+use crate::plan::Plan;
+use crate::source::{Location, Reader};
+
+/// Runs one command line. `Ok(false)` means the command ran and reports failure (a failed load).
+pub async fn run(cli: Cli) -> Result<bool> {
+    match cli.command {
+        Command::Migrate(args) => migrate::run(args).await,
+        Command::Load(args) => load::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
+        Command::Pipeline(cli::PipelineCommand::Definition(args)) => pipeline::run(args).await,
+        Command::NotifyTest(args) => notify_test::run(args).await,
+        Command::Sql(args) => sql::run(args),
+        Command::Stats(args) => stats::run(args).await,
+        Command::Export(args) => export::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Bucket(command) => bucket::run(command).await,
+        Command::DevPostgres => dev_postgres::run().await,
+        Command::Sample(args) => sample::run(args),
+    }
+}
+
+/// The database from connection flags/environment.
+pub fn database(args: &DbArgs) -> Result<Db> {
+    args.db()
+}
+
+/// Validates run flags into a plan for `source` and `companies`.
+pub fn run_plan(args: &cli::RunArgs, source: Location, companies: Location) -> Result<Plan> {
+    if !(0.0..=1.0).contains(&args.max_reject_ratio) {
+        return Err(Error::Config(format!(
+            "--max-reject-ratio must be between 0 and 1, not {}",
+            args.max_reject_ratio
+        )));
+    }
+    let mut plan = Plan::new(source, companies);
+    plan.basis = args.change_basis;
+    plan.max_reject_ratio = args.max_reject_ratio;
+    plan.concurrency = args.concurrency.max(1);
+    plan.sql_dir = args.sql_dir.clone();
+    Ok(plan)
+}
+
+/// A reader that can reach S3 when any of `locations` is in S3.
+pub async fn reader_for(locations: &[&Location], args: &cli::AwsArgs) -> Reader {
+    if locations.iter().any(|l| l.is_s3()) {
+        Reader::new(Some(Aws::load(&aws_options(args)).await))
+    } else {
+        Reader::new(None)
+    }
+}
+
+/// The bucket of an `s3://BUCKET[/]` argument.
+pub fn bucket_name(uri: &str) -> Result<String> {
+    match Location::parse(uri)? {
+        Location::S3 { bucket, key } if key.is_empty() => Ok(bucket),
+        _ => Err(Error::Config(format!(
+            "{uri:?} is not a bucket: write s3://BUCKET"
+        ))),
+    }
+}
+
+/// The AWS client options of `--s3-endpoint` and friends.
+pub(crate) fn aws_options(args: &cli::AwsArgs) -> AwsOptions {
+    args.options()
+}
+
+/// A progress bar on stderr when it is a terminal (files done, rows read, files/s).
+pub fn progress_bar(wanted: bool) -> ProgressBar {
+    if !wanted || !std::io::stderr().is_terminal() || log_format() == LogFormat::Json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files, {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
