@@ -1,9 +1,9 @@
-//! The AWS Data Pipeline calls of the Lambda's pipeline mode: [`start`], which finishes what it
+//! The AWS Data Pipeline calls of the Lambda's pipeline mode: `start`, which finishes what it
 //! starts, over the [`PipelineApi`] trait so its resume logic can be exercised with a failure
 //! injected at any step (the tests wrap [`SdkPipelines`] on moto_server). [`SdkPipelines`] is the
 //! real client.
 //!
-//! The pipeline [`start`] creates is tagged with the marker's id (and CreatePipeline gets an
+//! The pipeline `start` creates is tagged with the marker's id (and CreatePipeline gets an
 //! idempotency token derived from it), so a retry of the same event after a failure at any step
 //! finds it. A pipeline of the marker that is still PENDING (created, but PutPipelineDefinition or
 //! ActivatePipeline failed) gets its definition put again and is activated; one already activated
@@ -35,7 +35,7 @@ pub struct PipelineInfo {
     pub id: String,
     /// `@pipelineState`: PENDING until activated, then SCHEDULED, FINISHED, … (None if absent).
     pub state: Option<String>,
-    /// The marker that started it (the [`MARKER_TAG`] tag), if any.
+    /// The marker that started it (its `stockload:marker` tag), if any.
     pub marker: Option<String>,
 }
 

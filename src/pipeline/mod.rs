@@ -1,12 +1,12 @@
 //! AWS Data Pipeline: the definition of the stockload run and the calls that start it.
 //!
-//! - [`settings`]: what the definition is built from — flags and `--config` keys through one
+//! - `settings`: what the definition is built from — flags and `--config` keys through one
 //!   struct of optional fields, flags over the file, then the defaults.
-//! - [`definition`]: the definition's model and the stockload pipeline built from the settings.
-//! - [`validate`]: what AWS would reject, found before anything is sent.
-//! - [`api`]: the definition in PutPipelineDefinition's form.
+//! - `definition`: the definition's model and the stockload pipeline built from the settings.
+//! - `validate`: what AWS would reject, found before anything is sent.
+//! - `api`: the definition in PutPipelineDefinition's form.
 //! - [`aws`]: the Data Pipeline calls that find, create, define, activate and delete pipelines,
-//!   and [`aws::start`], the idempotent start the Lambda's pipeline mode uses.
+//!   and `aws::start`, the idempotent start the Lambda's pipeline mode uses.
 //!
 //! The JSON is the format `aws datapipeline put-pipeline-definition
 //! --pipeline-definition file://x.json` takes:

@@ -28,7 +28,7 @@ const DEFAULT_RESOURCE_ROLE: &str = "DataPipelineDefaultResourceRole";
 
 /// The pipeline settings as given, from flags or from the `--config` JSON file (its keys are the
 /// field names; unknown keys are rejected). Every field is optional here; the `#[arg(skip)]` ones
-/// can only be set in the file. See [`PipelineSettings`] for what each one means.
+/// can only be set in the file. See `PipelineSettings` for what each one means.
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsArgs {

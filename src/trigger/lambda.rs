@@ -1,6 +1,6 @@
 //! The Lambda handler's logic, testable without the Lambda runtime: configuration and dispatch.
 //! On an S3 event naming a `.SUCCESS` marker, either (re)create and activate the AWS Data Pipeline
-//! from the definition in the source bucket (pipeline mode, [`crate::pipeline::aws::start`]), or
+//! from the definition in the source bucket (pipeline mode, `crate::pipeline::aws::start`), or
 //! run the load itself (direct mode, for accounts that cannot use Data Pipeline, through
 //! [`Context::run`]). Configured from environment variables (see [`LambdaConfig::from_vars`]).
 //!
