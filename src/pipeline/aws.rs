@@ -308,9 +308,10 @@ fn field(fields: &[Field], key: &str) -> Option<String> {
 }
 
 /// Makes sure exactly one pipeline named `name` is defined (from the definition at `location`)
-/// and activated for the marker `id`, resuming a previous attempt that failed part-way, and replacing the previous marker's
-/// pipeline only when nothing of it can still be running (see the module documentation). `activation` is awaited only
-/// right before ActivatePipeline.
+/// and activated for the marker `id`, resuming a previous attempt that failed part-way, and
+/// replacing the previous marker's pipeline only when nothing of it can still be running (see the
+/// module documentation). `activation` (the parameter values) is awaited only right before
+/// ActivatePipeline, so the secret is not read for a duplicate event or a refused start.
 pub(crate) async fn start<P: PipelineApi>(
     aws: &Aws,
     api: &P,
