@@ -343,49 +343,9 @@ pub struct DefinitionArgs {
     /// JSON file with the settings (keys as the flags, with underscores: pipeline_name, ...).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Pipeline name.
-    #[arg(long)]
-    pub pipeline_name: Option<String>,
-    /// Source bucket (Scripts/, Stocks/, CompanyNames/, Logs/).
-    #[arg(long)]
-    pub source_bucket: Option<String>,
-    /// AWS region.
-    #[arg(long)]
-    pub region: Option<String>,
-    /// AMI of the EC2 instance.
-    #[arg(long)]
-    pub ami_id: Option<String>,
-    /// EC2 instance type (default t2.micro).
-    #[arg(long)]
-    pub instance_type: Option<String>,
-    /// Security group id (repeatable).
-    #[arg(long = "security-group-id")]
-    pub security_group_ids: Vec<String>,
-    /// Subnet id.
-    #[arg(long)]
-    pub subnet_id: Option<String>,
-    /// RDS instance identifier.
-    #[arg(long)]
-    pub rds_instance_id: Option<String>,
-    /// RDS endpoint host name (value of the myRdsEndpoint parameter).
-    #[arg(long)]
-    pub rds_endpoint: Option<String>,
-    /// Database name.
-    #[arg(long)]
-    pub db_name: Option<String>,
-    /// Database user.
-    #[arg(long)]
-    pub db_user: Option<String>,
-    /// SNS topic ARN for the success/failure alarms.
-    #[arg(long)]
-    pub topic_arn: Option<String>,
-    /// Subject prefix (First_Surname).
-    #[arg(long)]
-    pub notify_name: Option<String>,
-    /// Write the password into the definition in plain text (from DB_PASSWORD); otherwise it is
-    /// the secret parameter *myRdsPassword, given at activation.
-    #[arg(long)]
-    pub embed_password: bool,
+    /// The settings (each flag overrides the file's key); boxed, being large.
+    #[command(flatten)]
+    pub settings: Box<crate::pipeline::SettingsArgs>,
     /// Also upload the definition to s3://SOURCE_BUCKET/pipeline_definition.json.
     #[arg(long)]
     pub upload: bool,

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::s3::S3Event;
-use stockload::trigger::datapipeline::{PipelineApi, PutOutcome, SdkDefinition, SdkPipelines};
+use stockload::pipeline::aws::{PipelineApi, PutOutcome, SdkDefinition, SdkPipelines};
 use stockload::trigger::lambda::{handle, handle_with, DbSource, LambdaConfig, Mode};
 
 use crate::cli_text as text;
@@ -817,7 +817,7 @@ impl PipelineApi for Faulty {
     async fn describe(
         &self,
         ids: &[String],
-    ) -> stockload::error::Result<Vec<stockload::trigger::datapipeline::PipelineInfo>> {
+    ) -> stockload::error::Result<Vec<stockload::pipeline::aws::PipelineInfo>> {
         self.inner.describe(ids).await
     }
 

@@ -1,26 +1,17 @@
-//! The Lambda handler's logic, testable without the Lambda runtime: on an S3 event naming a
-//! `.SUCCESS` marker, either (re)create and activate the AWS Data Pipeline from the definition in
-//! the source bucket (pipeline mode), or run the load itself (direct mode, for accounts that cannot
-//! use Data Pipeline). Configured from environment variables (see [`LambdaConfig::from_vars`]).
+//! The Lambda handler's logic, testable without the Lambda runtime: configuration and dispatch.
+//! On an S3 event naming a `.SUCCESS` marker, either (re)create and activate the AWS Data Pipeline
+//! from the definition in the source bucket (pipeline mode, `crate::pipeline::aws::start`), or
+//! run the load itself (direct mode, for accounts that cannot use Data Pipeline, through
+//! [`Context::run`]). Configured from environment variables (see [`LambdaConfig::from_vars`]).
 //!
-//! Pipeline mode finishes what it starts: the pipeline it creates is tagged with the marker's id
-//! (and CreatePipeline gets an idempotency token derived from it), so a retry of the same event
-//! after a failure at any step finds it. A pipeline of the marker that is still PENDING (created,
-//! but PutPipelineDefinition or ActivatePipeline failed) gets its definition put again and is
-//! activated; one already activated is left alone ("already started"). A previous marker's
-//! pipeline is deleted only when it is idle (never activated, or all its instances finished);
-//! while it may still be running, the event fails with an error saying so, the operators are
-//! notified, and Lambda's retries (or the next marker) try again later: a running load is never
-//! cancelled.
+//! Pipeline mode finishes what it starts (see [`crate::pipeline::aws`]): a retry of the same event
+//! after a failure at any step resumes the marker's pipeline; while the previous marker's pipeline
+//! may still be running, the event fails with an error saying so, the operators are notified, and
+//! Lambda's retries (or the next marker) try again later: a running load is never cancelled.
 
 use aws_lambda_events::event::s3::S3Event;
-use aws_sdk_datapipeline::types::{
-    Field, ParameterAttribute, ParameterObject, ParameterValue, PipelineObject,
-};
 use indicatif::ProgressBar;
-use sha2::{Digest, Sha256};
 
-use super::datapipeline::{dp_error, PipelineApi, PipelineInfo, SdkDefinition, SdkPipelines};
 use super::{markers_in_event, S3Marker};
 use crate::aws::{describe_sdk_error, Aws};
 use crate::context::Context;
@@ -28,13 +19,11 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::load::RunStatus;
 use crate::notify::{self, Target};
-use crate::pipeline::{self, ApiDefinition, Definition, ENDPOINT_PARAMETER, PASSWORD_PARAMETER};
+use crate::pipeline::aws::{Activation, PipelineApi, SdkPipelines};
+use crate::pipeline::{self, DEFAULT_DEFINITION_KEY};
 use crate::plan::Plan;
 use crate::secret::Secret;
 use crate::source::{Location, Reader};
-
-/// Where `stockload pipeline definition --upload` puts the definition in the source bucket.
-pub const DEFAULT_DEFINITION_KEY: &str = "pipeline_definition.json";
 
 /// What the handler does on a marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +265,45 @@ async fn database(aws: &Aws, source: &DbSource) -> Result<Db> {
     }
 }
 
+/// Pipeline mode: starts the configured pipeline from the definition in the source bucket.
+async fn start_pipeline<P: PipelineApi>(
+    aws: &Aws,
+    pipelines: &P,
+    config: &LambdaConfig,
+    marker: &S3Marker,
+) -> Result<String> {
+    let definition = Location::S3 {
+        bucket: config.source_bucket.clone(),
+        key: config.definition_key.clone(),
+    };
+    let activation = activation(aws, config);
+    pipeline::aws::start(
+        aws,
+        pipelines,
+        &config.pipeline_name,
+        &definition,
+        &marker.id(),
+        activation,
+    )
+    .await
+}
+
+/// The secret password and the endpoint for the pipeline's parameters, when the Lambda knows the
+/// database (so they never have to be stored in the definition).
+async fn activation(aws: &Aws, config: &LambdaConfig) -> Result<Option<Activation>> {
+    let Some(DbSource::Secret {
+        host, secret_arn, ..
+    }) = &config.db
+    else {
+        return Ok(None);
+    };
+    let (_, password) = secret_credentials(aws, secret_arn).await?;
+    Ok(Some(Activation {
+        password,
+        endpoint: host.clone(),
+    }))
+}
+
 /// Reads `username` and `password` from a Secrets Manager secret (the password stays a
 /// [`Secret`]: no log line or error can show it).
 pub async fn secret_credentials(aws: &Aws, secret_arn: &str) -> Result<(String, Secret)> {
@@ -299,205 +327,6 @@ pub async fn secret_credentials(aws: &Aws, secret_arn: &str) -> Result<(String, 
         (Some(user), Some(password)) => Ok((user.to_string(), Secret::new(password))),
         _ => Err(fail("the secret lacks username or password".into())),
     }
-}
-
-/// Makes sure exactly one pipeline of the configured name is defined and activated for this
-/// marker, resuming a previous attempt that failed part-way, and replacing the previous marker's
-/// pipeline only when nothing of it can still be running (see the module documentation).
-async fn start_pipeline<P: PipelineApi>(
-    aws: &Aws,
-    api: &P,
-    config: &LambdaConfig,
-    marker: &S3Marker,
-) -> Result<String> {
-    let name = &config.pipeline_name;
-    let id = marker.id();
-
-    // Read and check the definition first: a bad one must not cost us the current pipeline.
-    let location = Location::S3 {
-        bucket: config.source_bucket.clone(),
-        key: config.definition_key.clone(),
-    };
-    let bytes = Reader::new(Some(aws.clone()))
-        .read_required(&location)
-        .await?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::Config(format!("{location} is not UTF-8 JSON")))?;
-    let definition =
-        Definition::from_json(&text).map_err(|e| Error::Config(format!("{location}: {e}")))?;
-    pipeline::validate(&definition).map_err(Error::Definition)?;
-    tracing::info!(%location, objects = definition.objects.len(), "definition read and checked");
-
-    let existing = api.describe(&api.list_named(name).await?).await?;
-    let (ours, others): (Vec<PipelineInfo>, Vec<PipelineInfo>) = existing
-        .into_iter()
-        .partition(|p| p.marker.as_deref() == Some(id.as_str()));
-
-    // Already activated for this marker: a duplicate event, or a retry after a lost answer.
-    if let Some(active) = ours.iter().find(|p| !p.is_pending()) {
-        for extra in ours.iter().filter(|p| p.id != active.id) {
-            api.delete(&extra.id).await?;
-            tracing::info!(pipeline = %extra.id, "deleted a second, never activated pipeline for the marker");
-        }
-        return Ok(format!(
-            "{id}: pipeline {} was already started for this marker (duplicate event)",
-            active.id
-        ));
-    }
-
-    // The previous marker's pipeline: replaced only when nothing of it can still be running.
-    for other in &others {
-        if other.is_idle() {
-            continue;
-        }
-        let why = match api.has_running_instances(&other.id).await {
-            Ok(false) => continue,
-            Ok(true) => "its run has not finished".to_string(),
-            Err(err) => format!("cannot tell whether its run finished: {err}"),
-        };
-        return Err(dp_error(
-            format!("replacing pipeline {name}"),
-            format!(
-                "pipeline {} (started for {}) is {} and may still be running ({why}); it is not \
-                 cancelled. This event fails so that Lambda retries it later; the pipeline is \
-                 replaced once its run has finished",
-                other.id,
-                other.marker.as_deref().unwrap_or("another marker"),
-                other.state.as_deref().unwrap_or("in an unknown state"),
-            ),
-        ));
-    }
-    for other in &others {
-        api.delete(&other.id).await?;
-        tracing::info!(pipeline = %other.id, "deleted previous pipeline {name}");
-    }
-
-    // Resume our own pending pipeline, or create it. The unique id is derived from the marker:
-    // AWS answers a repeated CreatePipeline (a retry, concurrent duplicates) with the same one.
-    let pipeline_id = match ours.split_first() {
-        Some((pending, extras)) => {
-            for extra in extras {
-                api.delete(&extra.id).await?;
-            }
-            tracing::info!(pipeline = %pending.id, "resuming the marker's pending pipeline");
-            pending.id.clone()
-        }
-        None => {
-            let digest = Sha256::digest(id.as_bytes());
-            let unique_id: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-            let created = api
-                .create(name, &format!("stockload-{unique_id}"), &id)
-                .await?;
-            tracing::info!(pipeline = %created, "created pipeline {name}");
-            created
-        }
-    };
-
-    // Put (again: a pending pipeline's definition is simply replaced), then activate.
-    let api_definition = pipeline::to_api_objects(&definition);
-    let put = api
-        .put_definition(&pipeline_id, sdk_objects(&api_definition)?)
-        .await?;
-    for warning in &put.warnings {
-        tracing::warn!("definition warning: {warning}");
-    }
-    if put.errored || !put.errors.is_empty() {
-        return Err(dp_error(
-            format!("PutPipelineDefinition {pipeline_id}"),
-            format!("the definition was rejected: {}", put.errors.join(" | ")),
-        ));
-    }
-    tracing::info!(pipeline = %pipeline_id, "definition put");
-    api.activate(&pipeline_id, activation_values(aws, config).await?)
-        .await?;
-    Ok(format!(
-        "{id}: pipeline {name} ({pipeline_id}) created and activated"
-    ))
-}
-
-/// The secret password and the endpoint for the pipeline's parameters, when the Lambda knows the
-/// database (so they never have to be stored in the definition).
-async fn activation_values(aws: &Aws, config: &LambdaConfig) -> Result<Vec<ParameterValue>> {
-    let Some(DbSource::Secret {
-        host, secret_arn, ..
-    }) = &config.db
-    else {
-        return Ok(Vec::new());
-    };
-    let (_, password) = secret_credentials(aws, secret_arn).await?;
-    [
-        (PASSWORD_PARAMETER, password.expose().to_string()),
-        (ENDPOINT_PARAMETER, host.clone()),
-    ]
-    .into_iter()
-    .map(|(id, value)| {
-        ParameterValue::builder()
-            .id(id)
-            .string_value(value)
-            .build()
-            .map_err(|e| dp_error("ActivatePipeline", e.to_string()))
-    })
-    .collect()
-}
-
-/// Converts the plain API objects into the SDK's types.
-fn sdk_objects(api: &ApiDefinition) -> Result<SdkDefinition> {
-    let build = |e: aws_sdk_datapipeline::error::BuildError| {
-        dp_error("PutPipelineDefinition", e.to_string())
-    };
-    let mut objects = Vec::new();
-    for object in &api.pipeline_objects {
-        let mut fields = Vec::new();
-        for field in &object.fields {
-            fields.push(
-                Field::builder()
-                    .key(&field.key)
-                    .set_string_value(field.string_value.clone())
-                    .set_ref_value(field.ref_value.clone())
-                    .build()
-                    .map_err(build)?,
-            );
-        }
-        objects.push(
-            PipelineObject::builder()
-                .id(&object.id)
-                .name(&object.name)
-                .set_fields(Some(fields))
-                .build()
-                .map_err(build)?,
-        );
-    }
-    let mut parameters = Vec::new();
-    for parameter in &api.parameter_objects {
-        let mut attributes = Vec::new();
-        for (key, value) in &parameter.attributes {
-            attributes.push(
-                ParameterAttribute::builder()
-                    .key(key)
-                    .string_value(value)
-                    .build()
-                    .map_err(build)?,
-            );
-        }
-        parameters.push(
-            ParameterObject::builder()
-                .id(&parameter.id)
-                .set_attributes(Some(attributes))
-                .build()
-                .map_err(build)?,
-        );
-    }
-    let mut values = Vec::new();
-    for (id, value) in &api.parameter_values {
-        values.push(
-            ParameterValue::builder()
-                .id(id)
-                .string_value(value)
-                .build()
-                .map_err(build)?,
-        );
-    }
-    Ok((objects, parameters, values))
 }
 
 #[cfg(test)]

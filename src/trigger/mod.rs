@@ -1,7 +1,7 @@
 //! Runs started by a `.SUCCESS` marker: what a marker is (one identity for every trigger), and the
 //! three ways of noticing one — polling a folder or bucket ([`watch`]), an SQS queue of S3 events
 //! ([`queue`]), and the Lambda handler ([`lambda`], with the Data Pipeline calls in
-//! [`datapipeline`]). [`backoff`] paces the retries of the long-running loops.
+//! [`crate::pipeline::aws`]). [`backoff`] paces the retries of the long-running loops.
 //!
 //! **One marker identity.** A marker in S3 is `s3://bucket/key#etag=ETAG`, whoever saw it: the
 //! poller reads the ETag from ListObjectsV2, the queue consumer and the Lambda from the event's
@@ -13,7 +13,6 @@
 //! different content to load again.
 
 pub mod backoff;
-pub mod datapipeline;
 pub mod lambda;
 pub mod queue;
 pub mod watch;
