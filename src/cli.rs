@@ -72,7 +72,7 @@ pub struct DbArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
     /// Seconds to wait for the connection.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    #[arg(long, default_value_t = crate::plan::DEFAULT_CONNECT_TIMEOUT_SECS, value_name = "SECONDS")]
     pub connect_timeout: u64,
     /// work_mem and temp_buffers of the load's session: sizes the window sort and the staging
     /// table's buffers.
@@ -184,7 +184,7 @@ pub struct NotifyArgs {
         long,
         value_name = "NAME",
         env = "STOCKLOAD_NOTIFY_NAME",
-        default_value = "stockload"
+        default_value = crate::plan::DEFAULT_NOTIFY_NAME
     )]
     pub notify_name: String,
 }

@@ -29,6 +29,17 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context for runs on `db`, reading local files and (with `aws`) S3, telling `targets`.
+    pub fn new(db: Db, aws: Option<Aws>, targets: Vec<Target>, notify_name: String) -> Context {
+        Context {
+            db,
+            reader: Reader::new(aws.clone()),
+            aws,
+            targets,
+            notify_name,
+        }
+    }
+
     /// Runs one load and sends its notice to every target exactly once. A run that found its
     /// marker already loaded did nothing and sends nothing.
     pub async fn run(&self, plan: &Plan, progress: &ProgressBar) -> Report {
@@ -70,16 +81,7 @@ impl Context {
             None
         };
         match prepared {
-            Ok((db, value)) => Ok((
-                Context {
-                    db,
-                    reader: Reader::new(aws.clone()),
-                    aws,
-                    targets,
-                    notify_name,
-                },
-                value,
-            )),
+            Ok((db, value)) => Ok((Context::new(db, aws, targets, notify_name), value)),
             Err(err) => {
                 notify_not_started(
                     &targets,

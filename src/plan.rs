@@ -13,6 +13,21 @@ pub const DEFAULT_INDEX_NAME: &str = "top_companies.txt";
 /// work_mem and temp_buffers of a load's session unless set (sizes the window sort and staging).
 pub const DEFAULT_WORK_MEM: &str = "256MB";
 
+/// Where the company files are in the source bucket (Lambda, pipeline definition).
+pub const DEFAULT_STOCKS_PREFIX: &str = "Stocks/";
+
+/// Where the companies index is in the source bucket (Lambda, pipeline definition).
+pub const DEFAULT_COMPANIES_KEY: &str = "CompanyNames/top_companies.txt";
+
+/// The database name on RDS unless set (Lambda, pipeline definition).
+pub const DEFAULT_DB_NAME: &str = "stocks";
+
+/// Subject prefix of notices (`stockload_Pipeline_Success`) and the pipeline's name unless set.
+pub const DEFAULT_NOTIFY_NAME: &str = "stockload";
+
+/// Seconds to wait for a database connection unless set.
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 30;
+
 /// How value_change and daily_percent_change are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "kebab-case")]

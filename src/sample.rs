@@ -75,7 +75,7 @@ pub fn generate(root: &Path, spec: &SampleSpec) -> Result<SampleBatch> {
         listed.extend(FAULTY_FILES.iter().map(|s| s.to_string()));
     }
     let index: Vec<String> = listed.iter().map(|t| format!("'{t}.csv'")).collect();
-    let companies = names.join("top_companies.txt");
+    let companies = names.join(crate::plan::DEFAULT_INDEX_NAME);
     write(&companies, format!("{}\n", index.join(", ")).as_bytes())?;
     Ok(SampleBatch {
         stocks,

@@ -174,7 +174,7 @@ impl Notice {
 fn prefix(name: &str) -> &str {
     let name = name.trim();
     if name.is_empty() {
-        "stockload"
+        crate::plan::DEFAULT_NOTIFY_NAME
     } else {
         name
     }

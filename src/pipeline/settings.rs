@@ -18,11 +18,9 @@ pub(crate) const DEFAULT_DEFINITION_KEY: &str = "pipeline_definition.json";
 const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_INSTANCE_TYPE: &str = "t2.micro";
 const DEFAULT_TERMINATE_AFTER: &str = "2 Hours";
-const DEFAULT_DB_NAME: &str = "stocks";
 const DEFAULT_BINARY_KEY: &str = "Scripts/stockload";
 const DEFAULT_UPDATE_SCRIPT_KEY: &str = "Scripts/recompute_changes.sql";
-const DEFAULT_STOCKS_PREFIX: &str = "Stocks/";
-const DEFAULT_COMPANIES_KEY: &str = "CompanyNames/top_companies.txt";
+use crate::plan::{DEFAULT_COMPANIES_KEY, DEFAULT_DB_NAME, DEFAULT_STOCKS_PREFIX};
 const DEFAULT_ROLE: &str = "DataPipelineDefaultRole";
 const DEFAULT_RESOURCE_ROLE: &str = "DataPipelineDefaultResourceRole";
 

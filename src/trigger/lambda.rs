@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 
 use super::{markers_in_event, S3Marker};
 use crate::aws::{describe_sdk_error, Aws};
-use crate::context::Context;
+use crate::context::{notify_not_started, Context};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::load::RunStatus;
@@ -22,8 +22,12 @@ use crate::notify::{self, Target};
 use crate::pipeline::aws::{Activation, PipelineApi, SdkPipelines};
 use crate::pipeline::{self, DEFAULT_DEFINITION_KEY};
 use crate::plan::Plan;
+use crate::plan::{
+    DEFAULT_COMPANIES_KEY, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_DB_NAME, DEFAULT_NOTIFY_NAME,
+    DEFAULT_STOCKS_PREFIX, DEFAULT_WORK_MEM,
+};
 use crate::secret::Secret;
-use crate::source::{Location, Reader};
+use crate::source::Location;
 
 /// What the handler does on a marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +114,7 @@ impl LambdaConfig {
                     })
                     .transpose()?
                     .unwrap_or(5432),
-                database: get("STOCKLOAD_DB_NAME").unwrap_or_else(|| "stocks".into()),
+                database: get("STOCKLOAD_DB_NAME").unwrap_or_else(|| DEFAULT_DB_NAME.into()),
                 secret_arn,
             }),
             (None, None) => None,
@@ -124,19 +128,21 @@ impl LambdaConfig {
         Ok(LambdaConfig {
             mode,
             source_bucket: required("STOCKLOAD_SOURCE_BUCKET")?,
-            pipeline_name: get("STOCKLOAD_PIPELINE_NAME").unwrap_or_else(|| "stockload".into()),
+            pipeline_name: get("STOCKLOAD_PIPELINE_NAME")
+                .unwrap_or_else(|| DEFAULT_NOTIFY_NAME.into()),
             definition_key: get("STOCKLOAD_DEFINITION_KEY")
                 .unwrap_or_else(|| DEFAULT_DEFINITION_KEY.into()),
-            stocks_prefix: get("STOCKLOAD_STOCKS_PREFIX").unwrap_or_else(|| "Stocks/".into()),
+            stocks_prefix: get("STOCKLOAD_STOCKS_PREFIX")
+                .unwrap_or_else(|| DEFAULT_STOCKS_PREFIX.into()),
             companies_key: get("STOCKLOAD_COMPANIES_KEY")
-                .unwrap_or_else(|| "CompanyNames/top_companies.txt".into()),
+                .unwrap_or_else(|| DEFAULT_COMPANIES_KEY.into()),
             targets: notify::parse_targets(
                 &get("STOCKLOAD_NOTIFY")
                     .into_iter()
                     .map(Secret::from)
                     .collect::<Vec<_>>(),
             )?,
-            notify_name: get("STOCKLOAD_NOTIFY_NAME").unwrap_or_else(|| "stockload".into()),
+            notify_name: get("STOCKLOAD_NOTIFY_NAME").unwrap_or_else(|| DEFAULT_NOTIFY_NAME.into()),
             db,
         })
     }
@@ -172,12 +178,15 @@ pub async fn handle_with<P: PipelineApi>(
             Mode::Pipeline => match start_pipeline(aws, pipelines, config, &marker).await {
                 Ok(line) => line,
                 Err(err) => {
-                    let notice = notify::Notice::from_error(
+                    let what = format!("starting the pipeline for {}", marker.id());
+                    notify_not_started(
+                        &config.targets,
                         &config.notify_name,
-                        &format!("starting the pipeline for {}", marker.id()),
+                        Some(aws),
+                        &what,
                         &err,
-                    );
-                    notify::send_all(&config.targets, &notice, Some(aws)).await;
+                    )
+                    .await;
                     return Err(err);
                 }
             },
@@ -206,23 +215,22 @@ async fn run_direct(aws: &Aws, config: &LambdaConfig, marker: &S3Marker) -> Resu
         Some(db) => db.await,
         None => Err(Error::Config("no database configured".into())),
     };
-    let ctx = |db| Context {
-        db,
-        reader: Reader::new(Some(aws.clone())),
-        aws: Some(aws.clone()),
-        targets: config.targets.clone(),
-        notify_name: config.notify_name.clone(),
-    };
     let db = match db {
         Ok(db) => db,
         Err(err) => {
             // No database: still tell the operators, then fail the invocation.
-            let notice = notify::Notice::from_error(&config.notify_name, "database settings", &err);
-            notify::send_all(&config.targets, &notice, Some(aws)).await;
+            let (targets, name) = (&config.targets, &config.notify_name);
+            notify_not_started(targets, name, Some(aws), "database settings", &err).await;
             return Err(err);
         }
     };
-    let report = ctx(db).run(&plan, &ProgressBar::hidden()).await;
+    let ctx = Context::new(
+        db,
+        Some(aws.clone()),
+        config.targets.clone(),
+        config.notify_name.clone(),
+    );
+    let report = ctx.run(&plan, &ProgressBar::hidden()).await;
     let summary = &report.summary;
     Ok(match summary.status {
         RunStatus::Succeeded => format!(
@@ -242,9 +250,9 @@ async fn run_direct(aws: &Aws, config: &LambdaConfig, marker: &S3Marker) -> Resu
 }
 
 async fn database(aws: &Aws, source: &DbSource) -> Result<Db> {
-    let timeout = std::time::Duration::from_secs(30);
+    let timeout = std::time::Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS);
     match source {
-        DbSource::Url(url) => Db::new(Some(url.expose()), "256MB", timeout),
+        DbSource::Url(url) => Db::new(Some(url.expose()), DEFAULT_WORK_MEM, timeout),
         DbSource::Secret {
             host,
             port,
@@ -258,7 +266,7 @@ async fn database(aws: &Aws, source: &DbSource) -> Result<Db> {
                 database,
                 &user,
                 password.expose(),
-                "256MB",
+                DEFAULT_WORK_MEM,
                 timeout,
             ))
         }
