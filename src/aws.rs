@@ -1,9 +1,17 @@
 //! AWS clients, built in one place from the standard configuration chain (credentials, AWS_REGION,
 //! AWS_PROFILE, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>) and passed to whoever needs them.
 
+//! Without the `aws` cargo feature, [`Aws`] is a type with no values: nothing that needs AWS can
+//! be reached, and [`load_for`] says which feature the build lacks.
+
+#[cfg(feature = "aws")]
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+#[cfg(feature = "aws")]
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+#[cfg(feature = "aws")]
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+
+use crate::error::{Error, Result};
 
 /// How to reach AWS; all optional, the defaults follow the AWS conventions.
 #[derive(Debug, Clone, Default)]
@@ -14,7 +22,36 @@ pub struct AwsOptions {
     pub s3_virtual_hosted: bool,
 }
 
+/// The AWS clients for `what` (an S3 location, an SNS target, a queue…), or, in a build without
+/// the `aws` feature, an error saying so.
+pub async fn load_for(what: &str, options: &AwsOptions) -> Result<Aws> {
+    #[cfg(feature = "aws")]
+    {
+        let _ = what;
+        Ok(Aws::load(options).await)
+    }
+    #[cfg(not(feature = "aws"))]
+    {
+        let _ = options;
+        Err(without_aws(what))
+    }
+}
+
+/// The error for using `what` in a build without the `aws` feature.
+pub fn without_aws(what: &str) -> Error {
+    Error::Config(format!(
+        "{what} needs AWS, but this stockload was built without the `aws` feature \
+         (cargo build --features aws)"
+    ))
+}
+
+/// In a build without the `aws` feature: no AWS client can exist.
+#[cfg(not(feature = "aws"))]
+#[derive(Clone, Debug)]
+pub enum Aws {}
+
 /// The loaded AWS configuration and the S3 client every S3 location shares.
+#[cfg(feature = "aws")]
 #[derive(Clone, Debug)]
 pub struct Aws {
     /// The shared SDK configuration (region, credentials, endpoint overrides).
@@ -23,6 +60,7 @@ pub struct Aws {
     pub s3: aws_sdk_s3::Client,
 }
 
+#[cfg(feature = "aws")]
 impl Aws {
     /// Loads the standard configuration chain. When no region is configured anywhere,
     /// us-east-1 is used.
@@ -63,6 +101,7 @@ impl Aws {
     }
 }
 
+#[cfg(feature = "aws")]
 fn s3_client(config: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
     let mut builder = aws_sdk_s3::config::Builder::from(config);
     let env_endpoint = config.endpoint_url().is_some()
@@ -85,6 +124,7 @@ fn s3_client(config: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
 
 /// The short, credential-free description of an SDK error: the service's error code and message
 /// when it answered (NoSuchBucket, AccessDenied, ...), else the transport problem.
+#[cfg(feature = "aws")]
 pub fn describe_sdk_error<E>(
     err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> String

@@ -45,8 +45,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Start a throwaway PostgreSQL, load a generated sample batch (with faulty files), show
     /// the summary and stats, and clean up. Uses DATABASE_URL instead when it is set.
+    #[cfg(feature = "dev-tools")]
     Demo(DemoArgs),
     /// Generate a realistic sample batch (Stocks/*.csv and CompanyNames/top_companies.txt).
+    #[cfg(feature = "dev-tools")]
     Sample(SampleArgs),
     /// Run a load for every new .SUCCESS marker in a folder, bucket or SQS queue.
     Watch(WatchArgs),
@@ -56,10 +58,12 @@ pub enum Command {
     /// Send a test notice to the configured notification targets.
     NotifyTest(NotifyTestArgs),
     /// Set up the source bucket: folders, SQL scripts (and the pipeline definition).
+    #[cfg(feature = "aws")]
     #[command(subcommand)]
     Bucket(BucketCommand),
     /// Start a throwaway PostgreSQL, print its URL on stdout, and remove it when stdin closes
     /// (for scripts and benchmarks).
+    #[cfg(feature = "dev-tools")]
     #[command(hide = true)]
     DevPostgres,
 }

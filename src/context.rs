@@ -74,12 +74,18 @@ impl Context {
     ) -> Result<(Context, T)> {
         let targets = notify::parse_targets(&args.notify.targets)?;
         let notify_name = args.notify.notify_name.clone();
-        let prepared = args.db.db().and_then(|db| Ok((db, prepared?)));
-        let aws = if needs_aws || notify::needs_aws(&targets) {
-            Some(Aws::load(&args.aws.options()).await)
+        let (aws, aws_error) = if needs_aws || notify::needs_aws(&targets) {
+            match crate::aws::load_for("S3 or SNS", &args.aws.options()).await {
+                Ok(aws) => (Some(aws), None),
+                Err(err) => (None, Some(err)),
+            }
         } else {
-            None
+            (None, None)
         };
+        let prepared = args.db.db().and_then(|db| match aws_error {
+            Some(err) => Err(err),
+            None => Ok((db, prepared?)),
+        });
         match prepared {
             Ok((db, value)) => Ok((Context::new(db, aws, targets, notify_name), value)),
             Err(err) => {

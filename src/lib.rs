@@ -3,12 +3,15 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+#[cfg(feature = "aws")]
 pub mod bucket;
 pub mod cli;
 pub mod cmd;
 pub mod context;
 pub mod db;
+#[cfg(feature = "dev-tools")]
 pub mod devcitus;
+#[cfg(feature = "dev-tools")]
 pub mod devdb;
 pub mod error;
 pub mod ledger;
@@ -19,6 +22,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+#[cfg(feature = "dev-tools")]
 pub mod sample;
 pub mod secret;
 pub mod shutdown;

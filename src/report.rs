@@ -9,6 +9,7 @@ use sqlx::{PgConnection, Row};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
+#[cfg(feature = "aws")]
 use crate::source::s3::Upload;
 use crate::source::{Location, Reader};
 
@@ -95,7 +96,12 @@ enum Sink<'c> {
         partial: PathBuf,
         path: PathBuf,
     },
+    #[cfg(feature = "aws")]
     S3(Upload<'c>),
+    /// Keeps the lifetime in builds without S3.
+    #[cfg(not(feature = "aws"))]
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<&'c ()>),
 }
 
 impl Sink<'_> {
@@ -105,7 +111,10 @@ impl Sink<'_> {
                 .write_all(bytes)
                 .await
                 .map_err(|e| Error::io("cannot write", partial.as_path(), e)),
+            #[cfg(feature = "aws")]
             Sink::S3(upload) => upload.write(bytes).await,
+            #[cfg(not(feature = "aws"))]
+            Sink::Never(_) => Ok(()),
         }
     }
 
@@ -124,7 +133,10 @@ impl Sink<'_> {
                     .await
                     .map_err(|e| Error::io("cannot rename export to", path, e))
             }
+            #[cfg(feature = "aws")]
             Sink::S3(upload) => upload.finish().await,
+            #[cfg(not(feature = "aws"))]
+            Sink::Never(_) => Ok(()),
         }
     }
 
@@ -149,7 +161,13 @@ pub async fn export(conn: &mut PgConnection, target: &Location, reader: &Reader)
                 path: path.clone(),
             }
         }
+        #[cfg(feature = "aws")]
         Location::S3 { bucket, key } => Sink::S3(Upload::new(reader.s3(target)?, bucket, key)),
+        #[cfg(not(feature = "aws"))]
+        Location::S3 { .. } => {
+            let _ = reader;
+            return Err(crate::aws::without_aws(&target.to_string()));
+        }
     };
     match copy_out(conn, &mut sink).await {
         Ok(written) => {

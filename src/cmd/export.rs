@@ -12,7 +12,7 @@ pub(crate) async fn run(args: ExportArgs) -> Result<bool> {
     let target = Location::parse(&args.to)?;
     let mut conn = db.connect().await?;
     db::check_schema(&mut conn).await?;
-    let reader = super::reader_for(&[&target], &args.aws).await;
+    let reader = super::reader_for(&[&target], &args.aws).await?;
     let bytes = report::export(&mut conn, &target, &reader).await?;
     println!("wrote {bytes} bytes to {target}");
     Ok(true)

@@ -1,14 +1,18 @@
 //! One file per subcommand, each with a `run(args)`; this file dispatches the command line to them
 //! and keeps the few helpers several commands share.
 
+#[cfg(feature = "aws")]
 mod bucket;
+#[cfg(feature = "dev-tools")]
 mod demo;
+#[cfg(feature = "dev-tools")]
 mod dev_postgres;
 mod export;
 mod load;
 mod migrate;
 mod notify_test;
 mod pipeline;
+#[cfg(feature = "dev-tools")]
 mod sample;
 mod sql;
 mod stats;
@@ -18,7 +22,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::aws::{Aws, AwsOptions};
+use crate::aws::AwsOptions;
 use crate::cli::{self, Cli, Command, DbArgs};
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -37,9 +41,13 @@ pub async fn run(cli: Cli) -> Result<bool> {
         Command::Sql(args) => sql::run(args),
         Command::Stats(args) => stats::run(args).await,
         Command::Export(args) => export::run(args).await,
+        #[cfg(feature = "dev-tools")]
         Command::Demo(args) => demo::run(args).await,
+        #[cfg(feature = "aws")]
         Command::Bucket(command) => bucket::run(command).await,
+        #[cfg(feature = "dev-tools")]
         Command::DevPostgres => dev_postgres::run().await,
+        #[cfg(feature = "dev-tools")]
         Command::Sample(args) => sample::run(args),
     }
 }
@@ -66,11 +74,13 @@ pub fn run_plan(args: &cli::RunArgs, source: Location, companies: Location) -> R
 }
 
 /// A reader that can reach S3 when any of `locations` is in S3.
-pub async fn reader_for(locations: &[&Location], args: &cli::AwsArgs) -> Reader {
-    if locations.iter().any(|l| l.is_s3()) {
-        Reader::new(Some(Aws::load(&aws_options(args)).await))
-    } else {
-        Reader::new(None)
+pub async fn reader_for(locations: &[&Location], args: &cli::AwsArgs) -> Result<Reader> {
+    match locations.iter().find(|l| l.is_s3()) {
+        Some(s3) => {
+            let aws = crate::aws::load_for(&s3.to_string(), &aws_options(args)).await?;
+            Ok(Reader::new(Some(aws)))
+        }
+        None => Ok(Reader::new(None)),
     }
 }
 

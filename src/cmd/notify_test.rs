@@ -1,6 +1,5 @@
 //! `stockload notify-test`: send a test notice to every target.
 
-use crate::aws::Aws;
 use crate::cli::NotifyTestArgs;
 use crate::error::{Error, Result};
 use crate::notify;
@@ -14,7 +13,7 @@ pub(crate) async fn run(args: NotifyTestArgs) -> Result<bool> {
         ));
     }
     let aws = if notify::needs_aws(&targets) {
-        Some(Aws::load(&super::aws_options(&args.aws)).await)
+        Some(crate::aws::load_for("an SNS target", &super::aws_options(&args.aws)).await?)
     } else {
         None
     };

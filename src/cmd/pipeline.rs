@@ -1,10 +1,9 @@
 //! `stockload pipeline definition`: the AWS Data Pipeline definition for the EC2 load and its
 //! SqlActivity follow-up.
 
-use crate::aws::Aws;
 use crate::cli::DefinitionArgs;
 use crate::error::{Error, Result};
-use crate::{pipeline, source};
+use crate::pipeline;
 
 /// Builds, validates and prints the definition (and uploads it with `--upload`).
 pub(crate) async fn run(args: DefinitionArgs) -> Result<bool> {
@@ -14,10 +13,22 @@ pub(crate) async fn run(args: DefinitionArgs) -> Result<bool> {
     let json = definition.to_json_pretty();
     println!("{json}");
     if args.upload {
-        let aws = Aws::load(&super::aws_options(&args.aws)).await;
-        let key = pipeline::DEFAULT_DEFINITION_KEY;
-        source::s3::put(&aws.s3, &settings.source_bucket, key, json.into_bytes()).await?;
-        tracing::info!("uploaded to s3://{}/{key}", settings.source_bucket);
+        upload(&args.aws, &settings.source_bucket, json).await?;
     }
     Ok(true)
+}
+
+/// Puts the definition where the Lambda reads it (`s3://BUCKET/pipeline_definition.json`).
+#[cfg(feature = "aws")]
+async fn upload(aws: &crate::cli::AwsArgs, bucket: &str, json: String) -> Result<()> {
+    let aws = crate::aws::load_for("--upload", &super::aws_options(aws)).await?;
+    let key = pipeline::DEFAULT_DEFINITION_KEY;
+    crate::source::s3::put(&aws.s3, bucket, key, json.into_bytes()).await?;
+    tracing::info!("uploaded to s3://{bucket}/{key}");
+    Ok(())
+}
+
+#[cfg(not(feature = "aws"))]
+async fn upload(_: &crate::cli::AwsArgs, _: &str, _: String) -> Result<()> {
+    Err(crate::aws::without_aws("--upload"))
 }

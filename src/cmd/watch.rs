@@ -33,6 +33,13 @@ pub(crate) async fn run(args: WatchArgs) -> Result<bool> {
             });
     let (ctx, (source, companies, monitored, mut template)) =
         Context::from_args(&args.run, needs_aws, setup).await?;
+    #[cfg(not(feature = "aws"))]
+    if args.queue.is_some() {
+        let err = crate::aws::without_aws("watch --queue");
+        ctx.notify_error("invalid configuration", &err).await;
+        return Err(err);
+    }
+    #[cfg(feature = "aws")]
     if let Some(queue_url) = &args.queue {
         let options = trigger::queue::QueueOptions {
             queue_url: queue_url.clone(),

@@ -8,7 +8,9 @@ mod smtp;
 use std::fmt::Write as _;
 use std::str::FromStr;
 
-use crate::aws::{describe_sdk_error, Aws};
+#[cfg(feature = "aws")]
+use crate::aws::describe_sdk_error;
+use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::summary::{RunStatus, Summary};
@@ -203,6 +205,12 @@ pub async fn send_all(targets: &[Target], notice: &Notice, aws: Option<&Aws>) ->
 
 async fn send(target: &Target, notice: &Notice, aws: Option<&Aws>) -> Result<()> {
     match target {
+        #[cfg(not(feature = "aws"))]
+        Target::Sns { .. } => {
+            let _ = aws;
+            Err(crate::aws::without_aws(&target.to_string()))
+        }
+        #[cfg(feature = "aws")]
         Target::Sns { topic_arn } => {
             let aws = aws.ok_or_else(|| Error::Notify {
                 target: target.to_string(),

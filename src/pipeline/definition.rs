@@ -207,6 +207,7 @@ impl Definition {
     }
 
     /// Reads a definition from JSON; values Data Pipeline would reject are kept for [`validate`].
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub(crate) fn from_json(text: &str) -> Result<Definition, PipelineError> {
         serde_json::from_str(text).map_err(PipelineError::DefinitionJson)
     }

@@ -27,18 +27,23 @@
 //! keep the value encrypted) and refers to it as `#{*myRdsPassword}`. The RDS host comes from the
 //! parameter `myRdsEndpoint`, since `rdsInstanceId` is not a host name.
 
+#[cfg(feature = "aws")]
 mod api;
+#[cfg(feature = "aws")]
 pub mod aws;
 mod definition;
 mod settings;
 mod validate;
 
+#[cfg(feature = "aws")]
 pub(crate) use api::to_api_objects;
+#[cfg_attr(not(feature = "aws"), allow(unused_imports))]
 pub(crate) use definition::{
     build_definition, Definition, FieldValue, PipelineObject, ENDPOINT_PARAMETER,
     PASSWORD_PARAMETER,
 };
 pub use settings::SettingsArgs;
+#[cfg_attr(not(feature = "aws"), allow(unused_imports))]
 pub(crate) use settings::{PipelineSettings, DEFAULT_DEFINITION_KEY};
 pub(crate) use validate::validate;
 
@@ -46,6 +51,7 @@ pub(crate) use validate::validate;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PipelineError {
     /// The pipeline definition is not valid JSON or not of the definition's shape.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     #[error("invalid pipeline definition json: {0}")]
     DefinitionJson(#[source] serde_json::Error),
     /// The pipeline settings are not valid JSON or not of the settings' shape.

@@ -13,6 +13,7 @@ use crate::secret::Secret;
 
 /// Where `stockload pipeline definition --upload` puts the definition in the source bucket, and
 /// where the Lambda reads it by default.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 pub(crate) const DEFAULT_DEFINITION_KEY: &str = "pipeline_definition.json";
 
 const DEFAULT_REGION: &str = "us-east-1";

@@ -2,6 +2,7 @@
 //! the pipeline never knows which.
 
 pub mod index;
+#[cfg(feature = "aws")]
 pub mod s3;
 
 use std::fmt;
@@ -155,6 +156,7 @@ async fn read_local_listed(path: &std::path::Path, max_bytes: u64) -> FileRead {
 /// `s3://` location is used, so purely local runs need no AWS configuration at all.
 #[derive(Clone, Default)]
 pub struct Reader {
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     aws: Option<Aws>,
 }
 
@@ -172,7 +174,10 @@ impl Reader {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(err) => Err(Error::io("cannot read", path, err)),
             },
+            #[cfg(feature = "aws")]
             Location::S3 { bucket, key } => s3::get(self.s3(location)?, bucket, key).await,
+            #[cfg(not(feature = "aws"))]
+            Location::S3 { .. } => Err(crate::aws::without_aws(&location.to_string())),
         }
     }
 
@@ -182,6 +187,9 @@ impl Reader {
     pub async fn read_listed(&self, location: &Location) -> Result<FileRead> {
         match location {
             Location::Local(path) => Ok(read_local_listed(path, MAX_FILE_BYTES).await),
+            #[cfg(not(feature = "aws"))]
+            Location::S3 { .. } => Err(crate::aws::without_aws(&location.to_string())),
+            #[cfg(feature = "aws")]
             Location::S3 { bucket, key } => {
                 s3::get_listed(self.s3(location)?, bucket, key, MAX_FILE_BYTES).await
             }
@@ -217,11 +225,15 @@ impl Reader {
                 ))),
                 Err(err) => Err(Error::io("cannot open source folder", path, err)),
             },
+            #[cfg(feature = "aws")]
             Location::S3 { bucket, key } => s3::check_prefix(self.s3(location)?, bucket, key).await,
+            #[cfg(not(feature = "aws"))]
+            Location::S3 { .. } => Err(crate::aws::without_aws(&location.to_string())),
         }
     }
 
     /// The S3 client, or a configuration error naming the location that needed it.
+    #[cfg(feature = "aws")]
     pub fn s3(&self, location: &Location) -> Result<&aws_sdk_s3::Client> {
         self.aws.as_ref().map(|aws| &aws.s3).ok_or_else(|| {
             Error::Config(format!(

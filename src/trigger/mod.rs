@@ -13,15 +13,22 @@
 //! different content to load again.
 
 pub mod backoff;
+#[cfg(feature = "aws")]
 pub mod lambda;
+#[cfg(feature = "aws")]
 pub mod queue;
 pub mod watch;
 
+#[cfg(feature = "aws")]
 use aws_lambda_events::event::s3::S3Event;
 
+#[cfg(feature = "aws")]
 use crate::aws::describe_sdk_error;
+#[cfg(feature = "aws")]
 use crate::error::Result;
-use crate::source::{s3, Location};
+#[cfg(feature = "aws")]
+use crate::source::s3;
+use crate::source::Location;
 
 /// Files whose name ends with this mark a batch as complete.
 pub const MARKER_SUFFIX: &str = ".SUCCESS";
@@ -79,6 +86,7 @@ impl S3Marker {
 
     /// Fills in the ETag with HeadObject when the event did not carry one. When the object is
     /// gone (or cannot be read) the marker keeps its key-only id, and the reason is logged.
+    #[cfg(feature = "aws")]
     pub async fn resolve(mut self, client: &aws_sdk_s3::Client) -> S3Marker {
         if self.etag.is_some() {
             return self;
@@ -112,6 +120,7 @@ impl S3Marker {
 
 /// Every `.SUCCESS` object under `prefix` with its marker id (from ListObjectsV2's ETag) and the
 /// id an earlier stockload `watch` recorded for it (key + last-modified).
+#[cfg(feature = "aws")]
 pub async fn list_s3_markers(
     client: &aws_sdk_s3::Client,
     bucket: &str,
@@ -154,6 +163,7 @@ pub fn decode_event_key(key: &str) -> String {
 }
 
 /// The `.SUCCESS` markers an S3 event names (object-created records only); other keys are ignored.
+#[cfg(feature = "aws")]
 pub fn markers_in_event(event: &S3Event) -> Vec<S3Marker> {
     serde_json::to_value(event)
         .map(|value| markers_in_json(&value))
@@ -200,7 +210,7 @@ pub fn markers_in_json(event: &serde_json::Value) -> Vec<S3Marker> {
         .collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "aws"))]
 mod tests {
     use super::*;
 

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use indicatif::ProgressBar;
 
 use super::backoff::{pause, Backoff};
-use super::{list_s3_markers, local_marker_id, MARKER_SUFFIX};
+#[cfg(feature = "aws")]
+use super::list_s3_markers;
+use super::{local_marker_id, MARKER_SUFFIX};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger;
@@ -165,6 +167,12 @@ pub async fn find_markers(ctx: &Context, monitored: &Location) -> Result<Vec<Fou
                 .await
                 .map_err(|e| Error::Config(format!("listing markers stopped: {e}")))??
         }
+        #[cfg(not(feature = "aws"))]
+        Location::S3 { .. } => {
+            let _ = ctx;
+            return Err(crate::aws::without_aws(&monitored.to_string()));
+        }
+        #[cfg(feature = "aws")]
         Location::S3 { bucket, key } => {
             let client = ctx.reader.s3(monitored)?;
             list_s3_markers(client, bucket, key)
