@@ -27,6 +27,9 @@ fi
 echo "== cargo test"
 cargo test --locked
 
+echo "== lean build (no aws, no dev-tools): a local load works, S3 is refused clearly"
+bash scripts/check-lean-build.sh
+
 echo "== cfn-lint deploy/stockload.yaml"
 cfn-lint deploy/stockload.yaml
 echo "cfn-lint: no errors or warnings"
