@@ -97,6 +97,10 @@ ensure_zigbuild() {
     command -v cargo-zigbuild >/dev/null && zig_available
 }
 
+# What release binaries for AWS are built with: the AWS parts, not the development tools
+# (throwaway clusters, sample generator, demo), which have no business on EC2 or in a Lambda.
+RELEASE_FEATURES=${RELEASE_FEATURES:---no-default-features --features aws}
+
 # build_binary BIN MAX_GLIBC PLATFORM -> BUILT, USED_ZIG
 build_binary() {
     local bin=$1 max_glibc=$2 platform=$3
@@ -108,8 +112,9 @@ build_binary() {
                 rustup target add "$RUST_TARGET"
         fi
         USED_ZIG=1
-        log "cargo zigbuild --release --target $ZIG_TARGET --bin $bin"
-        cargo zigbuild --release --target "$ZIG_TARGET" --bin "$bin"
+        log "cargo zigbuild --release --target $ZIG_TARGET --bin $bin $RELEASE_FEATURES"
+        # shellcheck disable=SC2086 # RELEASE_FEATURES is a list of flags
+        cargo zigbuild --release --target "$ZIG_TARGET" --bin "$bin" $RELEASE_FEATURES
         BUILT=$ROOT/target/$RUST_TARGET/release/$bin
     else
         [ "$use_zig" -eq 0 ] || warn "cargo-zigbuild/zig unavailable (see --no-install); falling back to plain cargo build"
@@ -117,8 +122,9 @@ build_binary() {
         local here
         here=$( (ldd --version 2>/dev/null || true) | sed -n '1s/.* \([0-9][0-9.]*\)$/\1/p')
         warn "plain cargo build links against this machine's glibc (${here:-unknown}); $platform has glibc $max_glibc"
-        log "cargo build --release --bin $bin"
-        cargo build --release --bin "$bin"
+        log "cargo build --release --bin $bin $RELEASE_FEATURES"
+        # shellcheck disable=SC2086 # RELEASE_FEATURES is a list of flags
+        cargo build --release --bin "$bin" $RELEASE_FEATURES
         BUILT=$ROOT/target/release/$bin
     fi
     [ -f "$BUILT" ] || die "build produced no binary at $BUILT"
