@@ -36,8 +36,6 @@ pub enum Outcome {
 /// One parsed file, ready for COPY.
 #[derive(Debug)]
 pub struct ParsedFile {
-    /// company_name of the rows.
-    pub company: String,
     /// The file as shown to users (path or S3 URI).
     pub file: String,
     /// What happened to it.
@@ -60,7 +58,6 @@ pub fn parse_file(company: &str, file: &str, bytes: Option<&[u8]>) -> ParsedFile
         },
     };
     ParsedFile {
-        company: company.to_string(),
         file: file.to_string(),
         outcome,
         copy_data: out.data,
@@ -74,7 +71,6 @@ pub fn skipped_file(company: &str, file: &str, reason: String) -> ParsedFile {
     let mut out = Output::new(company, file);
     let outcome = out.skip(reason);
     ParsedFile {
-        company: company.to_string(),
         file: file.to_string(),
         outcome,
         copy_data: out.data,

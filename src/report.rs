@@ -75,6 +75,7 @@ pub async fn stats(conn: &mut PgConnection) -> Result<Stats> {
 }
 
 /// The first `limit` rejected rows of run `run_id`: (file name, line, reason).
+#[cfg(feature = "dev-tools")]
 pub async fn rejects(
     conn: &mut PgConnection,
     run_id: i64,

@@ -85,6 +85,7 @@ pub async fn reader_for(locations: &[&Location], args: &cli::AwsArgs) -> Result<
 }
 
 /// The bucket of an `s3://BUCKET[/]` argument.
+#[cfg(feature = "aws")]
 pub fn bucket_name(uri: &str) -> Result<String> {
     match Location::parse(uri)? {
         Location::S3 { bucket, key } if key.is_empty() => Ok(bucket),
