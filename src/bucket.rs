@@ -7,7 +7,8 @@ use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 
 use crate::aws::{describe_sdk_error, Aws};
 use crate::error::Result;
-use crate::source::s3::{put, s3_error};
+use crate::source::s3::s3_error;
+use crate::source::{Location, Reader};
 use crate::transform;
 
 /// The folders of the source bucket.
@@ -63,8 +64,9 @@ pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
             }
         }
     }
+    let storage = Reader::new(Some(aws.clone()));
     for folder in FOLDERS {
-        put(client, bucket, folder, Vec::new()).await?;
+        storage.write(&object(bucket, folder), Vec::new()).await?;
         done.push(format!("s3://{bucket}/{folder}"));
     }
     done.extend(upload_scripts(aws, bucket).await?);
@@ -74,13 +76,23 @@ pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
 /// Uploads every embedded SQL script to `Scripts/` (what a SqlActivity's scriptUri points at).
 pub async fn upload_scripts(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
     let mut done = Vec::new();
+    let storage = Reader::new(Some(aws.clone()));
     for name in transform::list() {
         let text = transform::embedded(name).unwrap_or_default();
         let key = format!("Scripts/{name}");
-        put(&aws.s3, bucket, &key, text.as_bytes().to_vec()).await?;
+        storage
+            .write(&object(bucket, &key), text.as_bytes().to_vec())
+            .await?;
         done.push(format!("s3://{bucket}/{key}"));
     }
     Ok(done)
+}
+
+fn object(bucket: &str, key: &str) -> Location {
+    Location::S3 {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+    }
 }
 
 /// Id of the notification rule `notify_queue` manages.

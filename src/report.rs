@@ -1,17 +1,12 @@
 //! Reading the table back: `stats` (one row of what an analyst checks first) and `export`
 //! (the Output artifact, streamed with COPY TO STDOUT).
 
-use std::path::PathBuf;
-
 use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
-use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
-#[cfg(feature = "aws")]
-use crate::source::s3::Upload;
-use crate::source::{Location, Reader};
+use crate::source::{Location, Reader, Sink};
 
 /// The stats row, as text (numerics keep their exact decimal form).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -89,87 +84,9 @@ pub async fn rejects(
         .map_err(|e| Error::database("reading load_rejects", e))
 }
 
-/// Where an export goes: a local file (written under a temporary name, renamed when complete, so
-/// a failed export never leaves a truncated file) or an S3 object (multipart when large).
-enum Sink<'c> {
-    File {
-        file: tokio::fs::File,
-        partial: PathBuf,
-        path: PathBuf,
-    },
-    #[cfg(feature = "aws")]
-    S3(Upload<'c>),
-    /// Keeps the lifetime in builds without S3.
-    #[cfg(not(feature = "aws"))]
-    #[allow(dead_code)]
-    Never(std::marker::PhantomData<&'c ()>),
-}
-
-impl Sink<'_> {
-    async fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        match self {
-            Sink::File { file, partial, .. } => file
-                .write_all(bytes)
-                .await
-                .map_err(|e| Error::io("cannot write", partial.as_path(), e)),
-            #[cfg(feature = "aws")]
-            Sink::S3(upload) => upload.write(bytes).await,
-            #[cfg(not(feature = "aws"))]
-            Sink::Never(_) => Ok(()),
-        }
-    }
-
-    async fn finish(self) -> Result<()> {
-        match self {
-            Sink::File {
-                mut file,
-                partial,
-                path,
-            } => {
-                file.flush()
-                    .await
-                    .map_err(|e| Error::io("cannot write", partial.as_path(), e))?;
-                drop(file);
-                tokio::fs::rename(&partial, &path)
-                    .await
-                    .map_err(|e| Error::io("cannot rename export to", path, e))
-            }
-            #[cfg(feature = "aws")]
-            Sink::S3(upload) => upload.finish().await,
-            #[cfg(not(feature = "aws"))]
-            Sink::Never(_) => Ok(()),
-        }
-    }
-
-    async fn discard(self) {
-        if let Sink::File { partial, .. } = self {
-            let _ = tokio::fs::remove_file(&partial).await;
-        }
-    }
-}
-
 /// Streams the table, as the export CSV, to a local file or an S3 object; returns bytes written.
 pub async fn export(conn: &mut PgConnection, target: &Location, reader: &Reader) -> Result<u64> {
-    let mut sink = match target {
-        Location::Local(path) => {
-            let partial = path.with_extension("csv.partial");
-            let file = tokio::fs::File::create(&partial)
-                .await
-                .map_err(|e| Error::io("cannot create", &partial, e))?;
-            Sink::File {
-                file,
-                partial,
-                path: path.clone(),
-            }
-        }
-        #[cfg(feature = "aws")]
-        Location::S3 { bucket, key } => Sink::S3(Upload::new(reader.s3(target)?, bucket, key)),
-        #[cfg(not(feature = "aws"))]
-        Location::S3 { .. } => {
-            let _ = reader;
-            return Err(crate::aws::without_aws(&target.to_string()));
-        }
-    };
+    let mut sink = reader.create(target).await?;
     match copy_out(conn, &mut sink).await {
         Ok(written) => {
             sink.finish().await?;

@@ -246,9 +246,19 @@ async fn bucket_init_lays_out_the_source_bucket_and_can_run_twice() {
             .unwrap();
         assert!(output.status.success(), "{}", text(&output));
     }
-    let keys = stockload::source::s3::list(&aws.s3, &bucket, "")
+    let keys: Vec<String> = stockload::source::Reader::new(Some(aws.clone()))
+        .list(
+            &stockload::source::Location::parse(&format!("s3://{bucket}")).unwrap(),
+            "",
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|listed| match listed.location {
+            stockload::source::Location::S3 { key, .. } => key,
+            other => panic!("{other}"),
+        })
+        .collect();
     for folder in stockload::bucket::FOLDERS {
         assert!(keys.contains(&folder.to_string()), "{keys:?}");
     }

@@ -152,6 +152,136 @@ async fn read_local_listed(path: &std::path::Path, max_bytes: u64) -> FileRead {
     FileRead::Bytes(bytes)
 }
 
+/// One file found by [`Reader::list`], with what tells two versions of it apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Where it is (local paths canonical).
+    pub location: Location,
+    /// Which version of it.
+    pub version: Version,
+}
+
+/// What identifies one version of a listed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    /// A local file: size and modification time (nanoseconds since the epoch).
+    Local {
+        /// Bytes.
+        size: u64,
+        /// Modification time.
+        modified_nanos: u128,
+    },
+    /// An S3 object: its ETag and LastModified as S3 lists them.
+    S3 {
+        /// ETag (quotes as S3 sends them).
+        etag: Option<String>,
+        /// LastModified, as text.
+        last_modified: String,
+    },
+}
+
+/// Every file under a local folder (recursively) whose name ends with `suffix`.
+fn list_local(dir: &std::path::Path, suffix: &str) -> Result<Vec<Listed>> {
+    use std::time::UNIX_EPOCH;
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&folder).map_err(|e| Error::io("cannot list", &folder, e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(path);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                let modified_nanos = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                let path = std::fs::canonicalize(&path).unwrap_or(path);
+                found.push(Listed {
+                    location: Location::Local(path),
+                    version: Version::Local {
+                        size: meta.len(),
+                        modified_nanos,
+                    },
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A file being written by [`Reader::create`]: a local file under a temporary name, renamed when
+/// complete (a failed write never leaves a truncated file), or an S3 object (multipart when large).
+pub enum Sink<'c> {
+    /// A local file.
+    File {
+        /// The open temporary file.
+        file: tokio::fs::File,
+        /// Its temporary name.
+        partial: PathBuf,
+        /// The name it gets when complete.
+        path: PathBuf,
+    },
+    /// An S3 object.
+    #[cfg(feature = "aws")]
+    S3(s3::Upload<'c>),
+    /// Keeps the lifetime in builds without S3.
+    #[cfg(not(feature = "aws"))]
+    #[doc(hidden)]
+    Never(std::marker::PhantomData<&'c ()>),
+}
+
+impl Sink<'_> {
+    /// Appends bytes.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self {
+            Sink::File { file, partial, .. } => file
+                .write_all(bytes)
+                .await
+                .map_err(|e| Error::io("cannot write", partial.as_path(), e)),
+            #[cfg(feature = "aws")]
+            Sink::S3(upload) => upload.write(bytes).await,
+            #[cfg(not(feature = "aws"))]
+            Sink::Never(_) => Ok(()),
+        }
+    }
+
+    /// Completes the file: renamed into place, or the upload completed.
+    pub async fn finish(self) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self {
+            Sink::File {
+                mut file,
+                partial,
+                path,
+            } => {
+                file.flush()
+                    .await
+                    .map_err(|e| Error::io("cannot write", partial.as_path(), e))?;
+                drop(file);
+                tokio::fs::rename(&partial, &path)
+                    .await
+                    .map_err(|e| Error::io("cannot rename into place", path, e))
+            }
+            #[cfg(feature = "aws")]
+            Sink::S3(upload) => upload.finish().await,
+            #[cfg(not(feature = "aws"))]
+            Sink::Never(_) => Ok(()),
+        }
+    }
+
+    /// Gives up: the temporary file is removed (an unfinished S3 upload is aborted when dropped).
+    pub async fn discard(self) {
+        if let Sink::File { partial, .. } = self {
+            let _ = tokio::fs::remove_file(&partial).await;
+        }
+    }
+}
+
 /// Reads files from local disk or S3. Cheap to clone; the S3 client is built only when an
 /// `s3://` location is used, so purely local runs need no AWS configuration at all.
 #[derive(Clone, Default)]
@@ -193,6 +323,67 @@ impl Reader {
             Location::S3 { bucket, key } => {
                 s3::get_listed(self.s3(location)?, bucket, key, MAX_FILE_BYTES).await
             }
+        }
+    }
+
+    /// Every file under a folder or prefix (recursively) whose name ends with `suffix`.
+    pub async fn list(&self, location: &Location, suffix: &str) -> Result<Vec<Listed>> {
+        match location {
+            Location::Local(dir) => {
+                let (dir, suffix) = (dir.clone(), suffix.to_string());
+                tokio::task::spawn_blocking(move || list_local(&dir, &suffix))
+                    .await
+                    .map_err(|e| Error::Config(format!("listing {location} stopped: {e}")))?
+            }
+            #[cfg(feature = "aws")]
+            Location::S3 { bucket, key } => s3::list(self.s3(location)?, bucket, key, suffix).await,
+            #[cfg(not(feature = "aws"))]
+            Location::S3 { .. } => Err(crate::aws::without_aws(&location.to_string())),
+        }
+    }
+
+    /// Writes a whole (small) file: a local file (folders created) or an S3 object.
+    pub async fn write(&self, location: &Location, bytes: Vec<u8>) -> Result<()> {
+        match location {
+            Location::Local(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    tokio::fs::create_dir_all(parent)
+                        .await
+                        .map_err(|e| Error::io("cannot create", parent, e))?;
+                }
+                tokio::fs::write(path, bytes)
+                    .await
+                    .map_err(|e| Error::io("cannot write", path, e))
+            }
+            #[cfg(feature = "aws")]
+            Location::S3 { bucket, key } => s3::put(self.s3(location)?, bucket, key, bytes).await,
+            #[cfg(not(feature = "aws"))]
+            Location::S3 { .. } => Err(crate::aws::without_aws(&location.to_string())),
+        }
+    }
+
+    /// Starts writing a file of any size; [`Sink::finish`] completes it.
+    pub async fn create(&self, location: &Location) -> Result<Sink<'_>> {
+        match location {
+            Location::Local(path) => {
+                let mut partial = path.clone().into_os_string();
+                partial.push(".partial");
+                let partial = PathBuf::from(partial);
+                let file = tokio::fs::File::create(&partial)
+                    .await
+                    .map_err(|e| Error::io("cannot create", &partial, e))?;
+                Ok(Sink::File {
+                    file,
+                    partial,
+                    path: path.clone(),
+                })
+            }
+            #[cfg(feature = "aws")]
+            Location::S3 { bucket, key } => {
+                Ok(Sink::S3(s3::Upload::new(self.s3(location)?, bucket, key)))
+            }
+            #[cfg(not(feature = "aws"))]
+            Location::S3 { .. } => Err(crate::aws::without_aws(&location.to_string())),
         }
     }
 
@@ -246,6 +437,40 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn local_write_list_and_create_go_through_one_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Reader::new(None);
+        let root = Location::Local(dir.path().to_path_buf());
+        storage
+            .write(&root.join("day1/.SUCCESS"), b"x".to_vec())
+            .await
+            .unwrap();
+        storage
+            .write(&root.join("other.txt"), Vec::new())
+            .await
+            .unwrap();
+        let listed = storage.list(&root, ".SUCCESS").await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert!(matches!(listed[0].version, Version::Local { size: 1, .. }));
+
+        let out = root.join("export.csv");
+        let mut sink = storage.create(&out).await.unwrap();
+        sink.write(b"a,b\n").await.unwrap();
+        assert!(dir.path().join("export.csv.partial").exists());
+        sink.finish().await.unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("export.csv")).unwrap(),
+            b"a,b\n"
+        );
+        assert!(!dir.path().join("export.csv.partial").exists());
+
+        let sink = storage.create(&root.join("gone.csv")).await.unwrap();
+        sink.discard().await;
+        assert!(!dir.path().join("gone.csv.partial").exists());
+        assert!(!dir.path().join("gone.csv").exists());
+    }
 
     #[test]
     fn parses_and_joins_locations() {

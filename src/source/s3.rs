@@ -96,22 +96,15 @@ pub async fn put(client: &Client, bucket: &str, key: &str, body: Vec<u8>) -> Res
         .map_err(|err| s3_error("put", bucket, key, describe_sdk_error(&err)))
 }
 
-/// Lists every key under `prefix` (all pages).
-pub async fn list(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>> {
-    Ok(list_dated(client, bucket, prefix)
-        .await?
-        .into_iter()
-        .map(|(key, _)| key)
-        .collect())
-}
-
-/// Lists every key under `prefix` with its last-modified time (all pages).
-pub async fn list_dated(
+/// Every object under `prefix` (all pages) whose key ends with `suffix`, with its ETag and
+/// LastModified.
+pub async fn list(
     client: &Client,
     bucket: &str,
     prefix: &str,
-) -> Result<Vec<(String, String)>> {
-    let mut keys = Vec::new();
+    suffix: &str,
+) -> Result<Vec<super::Listed>> {
+    let mut found = Vec::new();
     let mut pages = client
         .list_objects_v2()
         .bucket(bucket)
@@ -121,12 +114,21 @@ pub async fn list_dated(
     while let Some(page) = pages.next().await {
         let page =
             page.map_err(|err| s3_error("list", bucket, prefix, describe_sdk_error(&err)))?;
-        keys.extend(page.contents().iter().filter_map(|o| {
-            let modified = o.last_modified().map(|t| t.to_string()).unwrap_or_default();
-            o.key().map(|k| (k.to_string(), modified))
+        found.extend(page.contents().iter().filter_map(|o| {
+            let key = o.key().filter(|k| k.ends_with(suffix))?;
+            Some(super::Listed {
+                location: super::Location::S3 {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                },
+                version: super::Version::S3 {
+                    etag: o.e_tag().map(str::to_string),
+                    last_modified: o.last_modified().map(|t| t.to_string()).unwrap_or_default(),
+                },
+            })
         }));
     }
-    Ok(keys)
+    Ok(found)
 }
 
 /// Builds the S3 error for `action` on `s3://bucket/key`.

@@ -24,11 +24,7 @@ use aws_lambda_events::event::s3::S3Event;
 
 #[cfg(feature = "aws")]
 use crate::aws::describe_sdk_error;
-#[cfg(feature = "aws")]
-use crate::error::Result;
-#[cfg(feature = "aws")]
-use crate::source::s3;
-use crate::source::Location;
+use crate::source::{Listed, Location, Version};
 
 /// Files whose name ends with this mark a batch as complete.
 pub const MARKER_SUFFIX: &str = ".SUCCESS";
@@ -118,39 +114,32 @@ impl S3Marker {
     }
 }
 
-/// Every `.SUCCESS` object under `prefix` with its marker id (from ListObjectsV2's ETag) and the
-/// id an earlier stockload `watch` recorded for it (key + last-modified).
-#[cfg(feature = "aws")]
-pub async fn list_s3_markers(
-    client: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-) -> Result<Vec<(String, Vec<String>)>> {
-    let mut found = Vec::new();
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page =
-            page.map_err(|err| s3::s3_error("list", bucket, prefix, describe_sdk_error(&err)))?;
-        for object in page.contents() {
-            let Some(key) = object.key().filter(|k| k.ends_with(MARKER_SUFFIX)) else {
-                continue;
-            };
-            let modified = object
-                .last_modified()
-                .map(|t| t.to_string())
-                .unwrap_or_default();
-            found.push((
-                s3_marker_id(bucket, key, object.e_tag()),
-                vec![format!("s3://{bucket}/{key}@{modified}")],
-            ));
-        }
+/// The marker id of a listed `.SUCCESS` file, and the id an earlier stockload `watch` recorded for
+/// it (path or key + modification time), checked too so an upgrade never reloads a batch.
+pub fn listed_marker_ids(listed: &Listed) -> (String, Vec<String>) {
+    match (&listed.location, &listed.version) {
+        (
+            Location::S3 { bucket, key },
+            Version::S3 {
+                etag,
+                last_modified,
+            },
+        ) => (
+            s3_marker_id(bucket, key, etag.as_deref()),
+            vec![format!("s3://{bucket}/{key}@{last_modified}")],
+        ),
+        (
+            Location::Local(path),
+            Version::Local {
+                size,
+                modified_nanos,
+            },
+        ) => (
+            local_marker_id(path, *size, *modified_nanos),
+            vec![format!("file://{}@{modified_nanos}", path.display())],
+        ),
+        (location, _) => (location.to_string(), Vec::new()),
     }
-    Ok(found)
 }
 
 /// Decodes an object key from an S3 event notification: `+` stands for a space and the rest is

@@ -9,14 +9,12 @@
 //! notice says when it is given up.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
 use super::backoff::{pause, Backoff};
-#[cfg(feature = "aws")]
-use super::list_s3_markers;
-use super::{local_marker_id, MARKER_SUFFIX};
+use super::{listed_marker_ids, MARKER_SUFFIX};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger;
@@ -160,56 +158,16 @@ async fn poll(
 
 /// Every marker under the monitored location, ordered by id.
 pub async fn find_markers(ctx: &Context, monitored: &Location) -> Result<Vec<FoundMarker>> {
-    let mut markers = match monitored {
-        Location::Local(dir) => {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || local_markers(&dir))
-                .await
-                .map_err(|e| Error::Config(format!("listing markers stopped: {e}")))??
-        }
-        #[cfg(not(feature = "aws"))]
-        Location::S3 { .. } => {
-            let _ = ctx;
-            return Err(crate::aws::without_aws(&monitored.to_string()));
-        }
-        #[cfg(feature = "aws")]
-        Location::S3 { bucket, key } => {
-            let client = ctx.reader.s3(monitored)?;
-            list_s3_markers(client, bucket, key)
-                .await?
-                .into_iter()
-                .map(|(id, legacy_ids)| FoundMarker { id, legacy_ids })
-                .collect()
-        }
-    };
+    let mut markers: Vec<FoundMarker> = ctx
+        .reader
+        .list(monitored, MARKER_SUFFIX)
+        .await?
+        .iter()
+        .map(|listed| {
+            let (id, legacy_ids) = listed_marker_ids(listed);
+            FoundMarker { id, legacy_ids }
+        })
+        .collect();
     markers.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(markers)
-}
-
-fn local_markers(dir: &std::path::Path) -> Result<Vec<FoundMarker>> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(folder) = pending.pop() {
-        let entries =
-            std::fs::read_dir(&folder).map_err(|e| Error::io("cannot list", &folder, e))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                pending.push(path);
-            } else if path.to_string_lossy().ends_with(MARKER_SUFFIX) {
-                let modified = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                let path = std::fs::canonicalize(&path).unwrap_or(path);
-                found.push(FoundMarker {
-                    id: local_marker_id(&path, meta.len(), modified),
-                    legacy_ids: vec![format!("file://{}@{modified}", path.display())],
-                });
-            }
-        }
-    }
-    Ok(found)
 }
