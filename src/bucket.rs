@@ -5,9 +5,9 @@ use aws_sdk_s3::operation::create_bucket::CreateBucketError;
 use aws_sdk_s3::operation::head_bucket::HeadBucketError;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 
-use crate::aws::{describe_sdk_error, Aws};
+use crate::aws::Aws;
 use crate::error::Result;
-use crate::source::s3::{put, s3_error};
+use crate::source::s3::{put, s3_error, s3_error_with};
 use crate::transform;
 
 /// The folders of the source bucket.
@@ -28,9 +28,7 @@ pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
                 return Err(s3_error(
                     "head bucket",
                     bucket,
-                    "",
-                    describe_sdk_error(&err),
-                ))
+                    "", err))
             }
         },
     };
@@ -56,9 +54,7 @@ pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
                     return Err(s3_error(
                         "create bucket",
                         bucket,
-                        "",
-                        describe_sdk_error(&err),
-                    ));
+                        "", err));
                 }
             }
         }
@@ -114,9 +110,7 @@ pub async fn notify_queue(aws: &Aws, bucket: &str, queue_arn: &str) -> Result<()
             return Err(s3_error(
                 "get notification configuration",
                 bucket,
-                "",
-                describe_sdk_error(&e),
-            ))
+                "", e))
         }
     };
     let ours = QueueConfiguration::builder()
@@ -138,7 +132,7 @@ pub async fn notify_queue(aws: &Aws, bucket: &str, queue_arn: &str) -> Result<()
                 .build(),
         )
         .build()
-        .map_err(|e| s3_error("put notification configuration", bucket, "", e.to_string()))?;
+        .map_err(|e| s3_error_with("put notification configuration", bucket, "", e.to_string(), e))?;
     let mut queues: Vec<QueueConfiguration> = current
         .queue_configurations()
         .iter()
@@ -162,9 +156,7 @@ pub async fn notify_queue(aws: &Aws, bucket: &str, queue_arn: &str) -> Result<()
             s3_error(
                 "put notification configuration",
                 bucket,
-                "",
-                describe_sdk_error(&e),
-            )
+                "", e)
         })?;
     Ok(())
 }

@@ -201,6 +201,7 @@ impl Reader {
                 bucket: bucket.clone(),
                 key: key.clone(),
                 reason: "NoSuchKey: the object does not exist".into(),
+                source: None,
             },
         })
     }

@@ -126,7 +126,7 @@ pub async fn list_s3_markers(
         .send();
     while let Some(page) = pages.next().await {
         let page =
-            page.map_err(|err| s3::s3_error("list", bucket, prefix, describe_sdk_error(&err)))?;
+            page.map_err(|err| s3::s3_error("list", bucket, prefix, err))?;
         for object in page.contents() {
             let Some(key) = object.key().filter(|k| k.ends_with(MARKER_SUFFIX)) else {
                 continue;

@@ -163,7 +163,7 @@ pub async fn find_markers(ctx: &Context, monitored: &Location) -> Result<Vec<Fou
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || local_markers(&dir))
                 .await
-                .map_err(|e| Error::Config(format!("listing markers stopped: {e}")))??
+                .map_err(|e| Error::task("listing markers", e))??
         }
         Location::S3 { bucket, key } => {
             let client = ctx.reader.s3(monitored)?;
