@@ -24,12 +24,7 @@ pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
         Ok(_) => false,
         Err(err) => match err.as_service_error() {
             Some(HeadBucketError::NotFound(_)) => true,
-            _ => {
-                return Err(s3_error(
-                    "head bucket",
-                    bucket,
-                    "", err))
-            }
+            _ => return Err(s3_error("head bucket", bucket, "", err)),
         },
     };
     if missing {
@@ -51,10 +46,7 @@ pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
                     err.as_service_error(),
                     Some(CreateBucketError::BucketAlreadyOwnedByYou(_))
                 ) {
-                    return Err(s3_error(
-                        "create bucket",
-                        bucket,
-                        "", err));
+                    return Err(s3_error("create bucket", bucket, "", err));
                 }
             }
         }
@@ -106,12 +98,7 @@ pub async fn notify_queue(aws: &Aws, bucket: &str, queue_arn: &str) -> Result<()
             );
             aws_sdk_s3::operation::get_bucket_notification_configuration::GetBucketNotificationConfigurationOutput::builder().build()
         }
-        Err(e) => {
-            return Err(s3_error(
-                "get notification configuration",
-                bucket,
-                "", e))
-        }
+        Err(e) => return Err(s3_error("get notification configuration", bucket, "", e)),
     };
     let ours = QueueConfiguration::builder()
         .id(NOTIFY_RULE_ID)
@@ -132,7 +119,15 @@ pub async fn notify_queue(aws: &Aws, bucket: &str, queue_arn: &str) -> Result<()
                 .build(),
         )
         .build()
-        .map_err(|e| s3_error_with("put notification configuration", bucket, "", e.to_string(), e))?;
+        .map_err(|e| {
+            s3_error_with(
+                "put notification configuration",
+                bucket,
+                "",
+                e.to_string(),
+                e,
+            )
+        })?;
     let mut queues: Vec<QueueConfiguration> = current
         .queue_configurations()
         .iter()
@@ -152,11 +147,6 @@ pub async fn notify_queue(aws: &Aws, bucket: &str, queue_arn: &str) -> Result<()
         .notification_configuration(configuration)
         .send()
         .await
-        .map_err(|e| {
-            s3_error(
-                "put notification configuration",
-                bucket,
-                "", e)
-        })?;
+        .map_err(|e| s3_error("put notification configuration", bucket, "", e))?;
     Ok(())
 }

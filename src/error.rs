@@ -290,7 +290,13 @@ mod tests {
 
     /// The error and every source under it.
     fn chain<'e>(err: &'e (dyn StdError + 'static)) -> Vec<&'e (dyn StdError + 'static)> {
-        std::iter::successors(Some(err), |e| e.source()).collect()
+        let mut all = vec![err];
+        let mut next = err.source();
+        while let Some(e) = next {
+            all.push(e);
+            next = e.source();
+        }
+        all
     }
 
     #[test]
@@ -304,10 +310,7 @@ mod tests {
         let found = chain(&err)
             .into_iter()
             .find_map(|e| e.downcast_ref::<sqlx::Error>());
-        assert!(
-            matches!(found, Some(sqlx::Error::RowNotFound)),
-            "{found:?}"
-        );
+        assert!(matches!(found, Some(sqlx::Error::RowNotFound)), "{found:?}");
     }
 
     #[test]
@@ -343,13 +346,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_task_panic_is_its_own_error() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let join = runtime
-            .block_on(tokio::task::spawn_blocking(|| panic!("boom")))
+    #[tokio::test]
+    async fn a_task_panic_is_its_own_error() {
+        let join = tokio::task::spawn_blocking(|| panic!("boom"))
+            .await
             .unwrap_err();
         let err = Error::task("parsing AAPL.csv", join);
         assert!(
@@ -357,7 +357,9 @@ mod tests {
                 .starts_with("parsing AAPL.csv stopped unexpectedly: task "),
             "{err}"
         );
-        let join = err.source().and_then(|e| e.downcast_ref::<tokio::task::JoinError>());
+        let join = err
+            .source()
+            .and_then(|e| e.downcast_ref::<tokio::task::JoinError>());
         assert!(join.is_some_and(|j| j.is_panic()), "{err:?}");
     }
 
@@ -369,7 +371,10 @@ mod tests {
         let db = crate::db::Db::new(Some(&url), "64MB", Duration::from_secs(10)).unwrap();
         let refused = db.connect().await.unwrap_err();
         assert!(matches!(refused, Error::Connect { .. }), "{refused:?}");
-        assert!(refused.to_string().contains("alice@127.0.0.1:1"), "{refused}");
+        assert!(
+            refused.to_string().contains("alice@127.0.0.1:1"),
+            "{refused}"
+        );
         // A URL sqlx cannot use, and a configuration error wrapped as a database error.
         let invalid = crate::db::Db::new(
             Some(&format!("postgres://alice:{PLANTED}@[bad")),

@@ -213,9 +213,7 @@ impl PipelineApi for SdkPipelines {
             .set_parameter_values(Some(values))
             .send()
             .await
-            .map_err(|e| {
-                aws_error(DATA_PIPELINE, format!("PutPipelineDefinition {id}"), e)
-            })?;
+            .map_err(|e| aws_error(DATA_PIPELINE, format!("PutPipelineDefinition {id}"), e))?;
         let lines = |id: Option<&str>, texts: &[String]| {
             format!("{}: {}", id.unwrap_or("?"), texts.join("; "))
         };
@@ -327,8 +325,7 @@ pub(crate) async fn start<P: PipelineApi>(
         .await?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Config(format!("{location} is not UTF-8 JSON")))?;
-    let definition =
-        Definition::from_json(&text).map_err(|e| e.in_file(location))?;
+    let definition = Definition::from_json(&text).map_err(|e| e.in_file(location))?;
     validate(&definition).map_err(Error::Definition)?;
     tracing::info!(%location, objects = definition.objects.len(), "definition read and checked");
 

@@ -18,7 +18,13 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<
         }
     };
     let bytes = response.body.collect().await.map_err(|err| {
-        s3_error_with("get", bucket, key, format!("reading the body failed: {err}"), err)
+        s3_error_with(
+            "get",
+            bucket,
+            key,
+            format!("reading the body failed: {err}"),
+            err,
+        )
     })?;
     Ok(Some(bytes.to_vec()))
 }
@@ -55,7 +61,13 @@ pub async fn get_listed(
         return Ok(FileRead::Unusable(super::too_large(size, max_bytes)));
     }
     let bytes = response.body.collect().await.map_err(|err| {
-        s3_error_with("get", bucket, key, format!("reading the body failed: {err}"), err)
+        s3_error_with(
+            "get",
+            bucket,
+            key,
+            format!("reading the body failed: {err}"),
+            err,
+        )
     })?;
     Ok(FileRead::Bytes(bytes.to_vec()))
 }
@@ -109,8 +121,7 @@ pub async fn list_dated(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page =
-            page.map_err(|err| s3_error("list", bucket, prefix, err))?;
+        let page = page.map_err(|err| s3_error("list", bucket, prefix, err))?;
         keys.extend(page.contents().iter().filter_map(|o| {
             let modified = o.last_modified().map(|t| t.to_string()).unwrap_or_default();
             o.key().map(|k| (k.to_string(), modified))
@@ -216,10 +227,7 @@ impl<'c> Upload<'c> {
         if let Err(err) = completed {
             self.multipart = Some((upload_id, Vec::new()));
             self.abort().await;
-            return Err(s3_error(
-                "complete upload",
-                &self.bucket,
-                &self.key, err));
+            return Err(s3_error("complete upload", &self.bucket, &self.key, err));
         }
         Ok(())
     }
@@ -233,12 +241,7 @@ impl<'c> Upload<'c> {
                 .key(&self.key)
                 .send()
                 .await
-                .map_err(|e| {
-                    s3_error(
-                        "start upload",
-                        &self.bucket,
-                        &self.key, e)
-                })?;
+                .map_err(|e| s3_error("start upload", &self.bucket, &self.key, e))?;
             let upload_id = created.upload_id().unwrap_or_default().to_string();
             self.multipart = Some((upload_id, Vec::new()));
         }
@@ -256,12 +259,7 @@ impl<'c> Upload<'c> {
             .body(part.into())
             .send()
             .await
-            .map_err(|e| {
-                s3_error(
-                    "upload part",
-                    &self.bucket,
-                    &self.key, e)
-            })?;
+            .map_err(|e| s3_error("upload part", &self.bucket, &self.key, e))?;
         parts.push(
             aws_sdk_s3::types::CompletedPart::builder()
                 .part_number(number)

@@ -125,8 +125,7 @@ pub async fn list_s3_markers(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page =
-            page.map_err(|err| s3::s3_error("list", bucket, prefix, err))?;
+        let page = page.map_err(|err| s3::s3_error("list", bucket, prefix, err))?;
         for object in page.contents() {
             let Some(key) = object.key().filter(|k| k.ends_with(MARKER_SUFFIX)) else {
                 continue;

@@ -180,9 +180,7 @@ async fn queue_visibility(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<
         .attribute_names(QueueAttributeName::VisibilityTimeout)
         .send()
         .await
-        .map_err(|e| {
-            sqs_error(&format!("GetQueueAttributes {queue_url}"), e)
-        })?;
+        .map_err(|e| sqs_error(&format!("GetQueueAttributes {queue_url}"), e))?;
     Ok(attributes
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
