@@ -135,6 +135,11 @@ pub enum Error {
     #[error("interrupted by {0}: the load was cancelled and rolled back, nothing was written")]
     Interrupted(&'static str),
 
+    /// A trigger stopped retrying a marker after repeated failed runs; the message names the
+    /// marker and quotes the last run's error (kept as text in the run's summary).
+    #[error("{0}")]
+    GaveUp(String),
+
     /// Not one listed file could be loaded.
     #[error("nothing to load: {0}")]
     NothingToLoad(String),

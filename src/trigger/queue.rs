@@ -323,7 +323,7 @@ async fn handle_message(
         if report.summary.status == RunStatus::Failed {
             disposition = Disposition::Keep;
             if receives >= options.max_attempts {
-                let err = Error::Config(format!(
+                let err = Error::GaveUp(format!(
                     "left to the dead-letter queue after {receives} failed runs: marker {}. Last \
                      error: {}",
                     marker.id(),
