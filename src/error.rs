@@ -286,11 +286,6 @@ mod tests {
     use std::error::Error as StdError;
     use std::time::Duration;
 
-    use aws_sdk_s3::config::http::HttpResponse;
-    use aws_sdk_s3::error::{ErrorMetadata, SdkError};
-    use aws_sdk_s3::operation::get_object::GetObjectError;
-    use aws_sdk_s3::primitives::SdkBody;
-
     use super::*;
 
     /// The error and every source under it.
@@ -320,6 +315,11 @@ mod tests {
 
     #[test]
     fn an_s3_error_keeps_the_sdk_error() {
+        use aws_sdk_s3::config::http::HttpResponse;
+        use aws_sdk_s3::error::{ErrorMetadata, SdkError};
+        use aws_sdk_s3::operation::get_object::GetObjectError;
+        use aws_sdk_s3::primitives::SdkBody;
+
         let service = GetObjectError::NoSuchKey(
             aws_sdk_s3::types::error::NoSuchKey::builder()
                 .meta(
