@@ -122,6 +122,25 @@ fn s3_client(config: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(builder.build())
 }
 
+/// An AWS SDK error as returned by every client's `send()`.
+#[cfg(feature = "aws")]
+pub type SdkFailure<E> = aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>;
+
+/// The error for a failed call of `service`: the short description of [`describe_sdk_error`] for
+/// users, the SDK's error kept as its source.
+#[cfg(feature = "aws")]
+pub fn aws_error<E>(service: &'static str, action: impl Into<String>, err: SdkFailure<E>) -> Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    Error::Aws {
+        service,
+        action: action.into(),
+        reason: describe_sdk_error(&err),
+        source: Some(Box::new(err)),
+    }
+}
+
 /// The short, credential-free description of an SDK error: the service's error code and message
 /// when it answered (NoSuchBucket, AccessDenied, ...), else the transport problem.
 #[cfg(feature = "aws")]

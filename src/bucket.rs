@@ -5,9 +5,9 @@ use aws_sdk_s3::operation::create_bucket::CreateBucketError;
 use aws_sdk_s3::operation::head_bucket::HeadBucketError;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 
-use crate::aws::{describe_sdk_error, Aws};
+use crate::aws::Aws;
 use crate::error::Result;
-use crate::source::s3::s3_error;
+use crate::source::s3::{s3_error, s3_error_with};
 use crate::source::{Location, Reader};
 use crate::transform;
 
@@ -25,14 +25,7 @@ pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
         Ok(_) => false,
         Err(err) => match err.as_service_error() {
             Some(HeadBucketError::NotFound(_)) => true,
-            _ => {
-                return Err(s3_error(
-                    "head bucket",
-                    bucket,
-                    "",
-                    describe_sdk_error(&err),
-                ))
-            }
+            _ => return Err(s3_error("head bucket", bucket, "", err)),
         },
     };
     if missing {
@@ -54,12 +47,7 @@ pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
                     err.as_service_error(),
                     Some(CreateBucketError::BucketAlreadyOwnedByYou(_))
                 ) {
-                    return Err(s3_error(
-                        "create bucket",
-                        bucket,
-                        "",
-                        describe_sdk_error(&err),
-                    ));
+                    return Err(s3_error("create bucket", bucket, "", err));
                 }
             }
         }
@@ -122,14 +110,7 @@ pub async fn notify_queue(aws: &Aws, bucket: &str, queue_arn: &str) -> Result<()
             );
             aws_sdk_s3::operation::get_bucket_notification_configuration::GetBucketNotificationConfigurationOutput::builder().build()
         }
-        Err(e) => {
-            return Err(s3_error(
-                "get notification configuration",
-                bucket,
-                "",
-                describe_sdk_error(&e),
-            ))
-        }
+        Err(e) => return Err(s3_error("get notification configuration", bucket, "", e)),
     };
     let ours = QueueConfiguration::builder()
         .id(NOTIFY_RULE_ID)
@@ -150,7 +131,15 @@ pub async fn notify_queue(aws: &Aws, bucket: &str, queue_arn: &str) -> Result<()
                 .build(),
         )
         .build()
-        .map_err(|e| s3_error("put notification configuration", bucket, "", e.to_string()))?;
+        .map_err(|e| {
+            s3_error_with(
+                "put notification configuration",
+                bucket,
+                "",
+                e.to_string(),
+                e,
+            )
+        })?;
     let mut queues: Vec<QueueConfiguration> = current
         .queue_configurations()
         .iter()
@@ -170,13 +159,6 @@ pub async fn notify_queue(aws: &Aws, bucket: &str, queue_arn: &str) -> Result<()
         .notification_configuration(configuration)
         .send()
         .await
-        .map_err(|e| {
-            s3_error(
-                "put notification configuration",
-                bucket,
-                "",
-                describe_sdk_error(&e),
-            )
-        })?;
+        .map_err(|e| s3_error("put notification configuration", bucket, "", e))?;
     Ok(())
 }

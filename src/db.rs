@@ -163,7 +163,7 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<Vec<String>> {
         .bind(MIGRATE_LOCK_KEY)
         .execute(&mut *conn)
         .await;
-    let report = result.map_err(|err| Error::Migration(err.to_string()))?;
+    let report = result.map_err(Error::Migration)?;
     unlock.map_err(|e| Error::database("releasing the migration lock", e))?;
     Ok(report
         .applied_migrations()

@@ -41,7 +41,7 @@ impl TempCluster {
         let dir = tempfile::Builder::new()
             .prefix("stockload-pg-")
             .tempdir()
-            .map_err(|e| Error::Cluster(format!("cannot create a temporary folder: {e}")))?
+            .map_err(|e| Error::cluster_io("cannot create a temporary folder", e))?
             .keep();
         let cleanup_on_error = |err: Error| {
             let _ = std::fs::remove_dir_all(&dir);
@@ -50,7 +50,7 @@ impl TempCluster {
         let password = random_password();
         let pwfile = dir.join("pwfile");
         std::fs::write(&pwfile, format!("{password}\n"))
-            .map_err(|e| cleanup_on_error(Error::Cluster(format!("cannot write pwfile: {e}"))))?;
+            .map_err(|e| cleanup_on_error(Error::cluster_io("cannot write pwfile", e)))?;
         let mut tls_settings = Vec::new();
         if let Some((cert, key)) = tls {
             let copy = |from: &Path, name: &str| {
@@ -240,7 +240,7 @@ fn pg_command(bin: &Path, program: &str, as_postgres: bool) -> Command {
 fn run(command: &mut Command, what: &str) -> Result<()> {
     let output = command
         .output()
-        .map_err(|e| Error::Cluster(format!("cannot run {what}: {e}")))?;
+        .map_err(|e| Error::cluster_io(format!("cannot run {what}"), e))?;
     if output.status.success() {
         Ok(())
     } else {
@@ -298,7 +298,7 @@ fn free_port() -> Result<u16> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| Error::Cluster(format!("cannot find a free port: {e}")))
+        .map_err(|e| Error::cluster_io("cannot find a free port", e))
 }
 
 fn random_password() -> String {

@@ -3,12 +3,38 @@
 
 use std::path::PathBuf;
 
+/// A boxed underlying error (an AWS SDK error, a mail transport's), kept as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can make a stockload command fail.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A flag, environment variable or configuration value is missing or wrong.
+    /// A flag, environment variable or configuration value is missing or wrong (a message of our
+    /// own, with no underlying error).
     #[error("{0}")]
     Config(String),
+
+    /// A JSON file (pipeline settings, pipeline definition) could not be read.
+    #[error("{file}: invalid {what} json: {source}")]
+    Json {
+        /// The file as given by the user.
+        file: String,
+        /// What the file should hold ("pipeline settings", "pipeline definition").
+        what: &'static str,
+        /// serde_json's answer (with line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A background task panicked or was cancelled.
+    #[error("{what} stopped unexpectedly: {source}")]
+    Task {
+        /// What the task was doing ("parsing s3://b/k", "listing markers").
+        what: String,
+        /// Tokio's answer (panic or cancellation).
+        #[source]
+        source: tokio::task::JoinError,
+    },
 
     /// The companies index file could not be used.
     #[error("companies index {file}: {reason}")]
@@ -31,7 +57,8 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// PostgreSQL could not be reached or refused the login.
+    /// PostgreSQL could not be reached or refused the login. Only text is kept: the driver's
+    /// error could quote the connection URL and its password.
     #[error("cannot connect to PostgreSQL at {target}: {reason}")]
     Connect {
         /// The server, with any password hidden.
@@ -47,11 +74,14 @@ pub enum Error {
         action: String,
         /// PostgreSQL's message, detail and context.
         reason: String,
+        /// The driver's error (None when stockload itself found the problem).
+        #[source]
+        source: Option<sqlx::Error>,
     },
 
     /// A schema migration failed.
     #[error("migration failed: {0}")]
-    Migration(String),
+    Migration(#[source] refinery::Error),
 
     /// A read-only command found no stockload schema, or one older than this stockload's.
     #[error("{0}")]
@@ -64,6 +94,9 @@ pub enum Error {
         script: String,
         /// PostgreSQL's message, detail and context.
         reason: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
     },
 
     /// COPY into the staging table failed on a row we sent.
@@ -75,6 +108,9 @@ pub enum Error {
         line: u64,
         /// PostgreSQL's message.
         reason: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
     },
 
     /// The batch had more rejected rows than `--max-reject-ratio` allows.
@@ -99,6 +135,11 @@ pub enum Error {
     #[error("interrupted by {0}: the load was cancelled and rolled back, nothing was written")]
     Interrupted(&'static str),
 
+    /// A trigger stopped retrying a marker after repeated failed runs; the message names the
+    /// marker and quotes the last run's error (kept as text in the run's summary).
+    #[error("{0}")]
+    GaveUp(String),
+
     /// Not one listed file could be loaded.
     #[error("nothing to load: {0}")]
     NothingToLoad(String),
@@ -114,6 +155,9 @@ pub enum Error {
         key: String,
         /// What S3 answered (NoSuchBucket, AccessDenied, ...).
         reason: String,
+        /// The SDK's error (None when stockload itself found the problem).
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// Another AWS service call failed (SNS, SQS, Data Pipeline, Secrets Manager).
@@ -125,6 +169,9 @@ pub enum Error {
         action: String,
         /// The service's answer.
         reason: String,
+        /// The SDK's error (None when stockload itself found the problem).
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// A notification could not be delivered.
@@ -134,6 +181,9 @@ pub enum Error {
         target: String,
         /// Why.
         reason: String,
+        /// The SDK's or mail transport's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// A Data Pipeline definition is invalid.
@@ -143,6 +193,16 @@ pub enum Error {
     /// A throwaway PostgreSQL cluster (demo, tests) could not be started.
     #[error("cannot start a throwaway PostgreSQL: {0}")]
     Cluster(String),
+
+    /// A throwaway PostgreSQL cluster could not be started because of the operating system.
+    #[error("cannot start a throwaway PostgreSQL: {what}: {source}")]
+    ClusterIo {
+        /// What failed ("cannot create a temporary folder", "cannot run initdb").
+        what: String,
+        /// The operating system's answer.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Result with the stockload error.
@@ -158,11 +218,34 @@ impl Error {
         }
     }
 
-    /// Wraps a sqlx error raised while doing `action`.
+    /// Wraps a sqlx error raised while doing `action`. The driver's error is kept as the source,
+    /// except a configuration error: its text may quote the connection URL and its password.
     pub fn database(action: impl Into<String>, err: sqlx::Error) -> Self {
+        let reason = describe_sqlx(&err);
+        let source = match err {
+            sqlx::Error::Configuration(_) => None,
+            other => Some(other),
+        };
         Error::Database {
             action: action.into(),
-            reason: describe_sqlx(&err),
+            reason,
+            source,
+        }
+    }
+
+    /// A throwaway cluster's step `what` failed with the operating system's error `source`.
+    pub fn cluster_io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Error::ClusterIo {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// A background task (`spawn_blocking`) that panicked or was cancelled while doing `what`.
+    pub fn task(what: impl Into<String>, source: tokio::task::JoinError) -> Self {
+        Error::Task {
+            what: what.into(),
+            source,
         }
     }
 }
@@ -195,5 +278,125 @@ pub fn describe_sqlx(err: &sqlx::Error) -> String {
             "the connection settings are invalid (check DATABASE_URL / PG* variables)".to_string()
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as StdError;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The error and every source under it.
+    fn chain<'e>(err: &'e (dyn StdError + 'static)) -> Vec<&'e (dyn StdError + 'static)> {
+        let mut all = vec![err];
+        let mut next = err.source();
+        while let Some(e) = next {
+            all.push(e);
+            next = e.source();
+        }
+        all
+    }
+
+    #[test]
+    fn a_database_error_keeps_the_driver_error() {
+        let err = Error::database("reading the ledger", sqlx::Error::RowNotFound);
+        assert_eq!(
+            err.to_string(),
+            "database error while reading the ledger: no rows returned by a query that expected \
+             to return at least one row"
+        );
+        let found = chain(&err)
+            .into_iter()
+            .find_map(|e| e.downcast_ref::<sqlx::Error>());
+        assert!(matches!(found, Some(sqlx::Error::RowNotFound)), "{found:?}");
+    }
+
+    #[test]
+    #[cfg(feature = "aws")]
+    fn an_s3_error_keeps_the_sdk_error() {
+        use aws_sdk_s3::config::http::HttpResponse;
+        use aws_sdk_s3::error::{ErrorMetadata, SdkError};
+        use aws_sdk_s3::operation::get_object::GetObjectError;
+        use aws_sdk_s3::primitives::SdkBody;
+
+        let service = GetObjectError::NoSuchKey(
+            aws_sdk_s3::types::error::NoSuchKey::builder()
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("NoSuchKey")
+                        .message("The specified key does not exist.")
+                        .build(),
+                )
+                .build(),
+        );
+        let raw = HttpResponse::new(404.try_into().unwrap(), SdkBody::empty());
+        let err = crate::source::s3::s3_error(
+            "get",
+            "bucket",
+            "Stocks/AAPL.csv",
+            SdkError::service_error(service, raw),
+        );
+        assert_eq!(
+            err.to_string(),
+            "S3 get s3://bucket/Stocks/AAPL.csv: NoSuchKey: The specified key does not exist."
+        );
+        let sdk = chain(&err)
+            .into_iter()
+            .find_map(|e| e.downcast_ref::<SdkError<GetObjectError, HttpResponse>>())
+            .expect("the SDK error is a source");
+        assert!(
+            matches!(sdk.as_service_error(), Some(GetObjectError::NoSuchKey(_))),
+            "{sdk:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_panic_is_its_own_error() {
+        let join = tokio::task::spawn_blocking(|| panic!("boom"))
+            .await
+            .unwrap_err();
+        let err = Error::task("parsing AAPL.csv", join);
+        assert!(
+            err.to_string()
+                .starts_with("parsing AAPL.csv stopped unexpectedly: task "),
+            "{err}"
+        );
+        let join = err
+            .source()
+            .and_then(|e| e.downcast_ref::<tokio::task::JoinError>());
+        assert!(join.is_some_and(|j| j.is_panic()), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn connection_errors_never_show_the_password() {
+        const PLANTED: &str = "Pl4nted-pw-7731";
+        // Nothing listens on port 1: the connection is refused at once.
+        let url = format!("postgres://alice:{PLANTED}@127.0.0.1:1/stocks");
+        let db = crate::db::Db::new(Some(&url), "64MB", Duration::from_secs(10)).unwrap();
+        let refused = db.connect().await.unwrap_err();
+        assert!(matches!(refused, Error::Connect { .. }), "{refused:?}");
+        assert!(
+            refused.to_string().contains("alice@127.0.0.1:1"),
+            "{refused}"
+        );
+        // A URL sqlx cannot use, and a configuration error wrapped as a database error.
+        let invalid = crate::db::Db::new(
+            Some(&format!("postgres://alice:{PLANTED}@[bad")),
+            "64MB",
+            Duration::ZERO,
+        )
+        .unwrap_err();
+        let wrapped = Error::database(
+            "connecting",
+            sqlx::Error::Configuration(format!("invalid URL postgres://alice:{PLANTED}@x").into()),
+        );
+        for err in [&refused, &invalid, &wrapped] {
+            for e in chain(err) {
+                let shown = format!("{e} {e:?}");
+                assert!(!shown.contains(PLANTED), "{shown}");
+            }
+        }
     }
 }

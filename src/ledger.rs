@@ -114,6 +114,7 @@ pub async fn claim_marker(conn: &mut PgConnection, marker: &str, run_id: i64) ->
         None => Err(Error::Database {
             action: "recording the marker in processed_markers".into(),
             reason: format!("{marker} was recorded by another run meanwhile"),
+            source: None,
         }),
     }
 }

@@ -124,7 +124,7 @@ async fn read_and_parse(
     let company = entry.company.clone();
     let parsed = tokio::task::spawn_blocking(move || parse_file(&company, &file, bytes.as_deref()))
         .await
-        .map_err(|e| Error::Config(format!("parsing {location} stopped unexpectedly: {e}")))?;
+        .map_err(|e| Error::task(format!("parsing {location}"), e))?;
     Ok((index, parsed))
 }
 
@@ -175,6 +175,7 @@ async fn copy_error(
         return Error::Database {
             action: "streaming rows into the staging table".into(),
             reason,
+            source: Some(err),
         };
     };
     let position = map
@@ -184,6 +185,7 @@ async fn copy_error(
         return Error::Database {
             action: format!("streaming row {stream_line} into the staging table"),
             reason,
+            source: Some(err),
         };
     };
     let entry = &entries[index];
@@ -203,6 +205,7 @@ async fn copy_error(
         file: location.to_string(),
         line,
         reason,
+        source: err,
     }
 }
 

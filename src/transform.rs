@@ -132,6 +132,7 @@ pub async fn run_script(conn: &mut PgConnection, script: &Script) -> Result<Scri
         .map_err(|err| Error::Script {
             script: script.name.clone(),
             reason: describe_sqlx(&err),
+            source: err,
         })?;
     let run = ScriptRun {
         name: script.name.clone(),

@@ -797,6 +797,7 @@ impl Faulty {
             service: "Data Pipeline",
             action: format!("{step:?}"),
             reason: "injected failure".into(),
+            source: None,
         };
         match self.trip(step) {
             None => call.await,

@@ -19,7 +19,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<bool> {
             println!("starting a throwaway PostgreSQL ...");
             let started = tokio::task::spawn_blocking(|| devdb::TempCluster::start(&[]))
                 .await
-                .map_err(|e| Error::Cluster(e.to_string()))??;
+                .map_err(|e| Error::task("starting a throwaway PostgreSQL", e))??;
             started.create_database("stockload_demo").await?;
             (started.url("stockload_demo"), Some(started))
         }

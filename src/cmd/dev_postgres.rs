@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 pub(crate) async fn run() -> Result<bool> {
     let cluster = tokio::task::spawn_blocking(|| devdb::TempCluster::start(&[]))
         .await
-        .map_err(|e| Error::Cluster(e.to_string()))??;
+        .map_err(|e| Error::task("starting a throwaway PostgreSQL", e))??;
     println!("{}", cluster.url("postgres"));
     let mut sink = Vec::new();
     let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;

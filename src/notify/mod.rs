@@ -215,6 +215,7 @@ async fn send(target: &Target, notice: &Notice, aws: Option<&Aws>) -> Result<()>
             let aws = aws.ok_or_else(|| Error::Notify {
                 target: target.to_string(),
                 reason: "no AWS configuration was loaded".into(),
+                source: None,
             })?;
             aws.sns()
                 .publish()
@@ -227,6 +228,7 @@ async fn send(target: &Target, notice: &Notice, aws: Option<&Aws>) -> Result<()>
                 .map_err(|err| Error::Notify {
                     target: target.to_string(),
                     reason: describe_sdk_error(&err),
+                    source: Some(Box::new(err)),
                 })
         }
         Target::Smtp(smtp) => smtp.send(notice).await,

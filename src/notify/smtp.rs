@@ -142,25 +142,28 @@ impl SmtpTarget {
 
     /// Sends one notice to every recipient.
     pub async fn send(&self, notice: &Notice) -> Result<()> {
-        let fail = |reason: String| Error::Notify {
-            target: self.to_string(),
-            reason,
-        };
+        fn fail(smtp: &SmtpTarget, err: impl std::error::Error + Send + Sync + 'static) -> Error {
+            Error::Notify {
+                target: smtp.to_string(),
+                reason: err.to_string(),
+                source: Some(Box::new(err)),
+            }
+        }
         let mut message = Message::builder()
-            .from(self.from.parse().map_err(|e| fail(format!("{e}")))?)
+            .from(self.from.parse().map_err(|e| fail(self, e))?)
             .subject(&notice.subject)
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
-            message = message.to(to.parse().map_err(|e| fail(format!("{e}")))?);
+            message = message.to(to.parse().map_err(|e| fail(self, e))?);
         }
         let message = message
             .body(notice.body.clone())
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(self, e))?;
         let builder = match self.tls {
             Security::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&self.host)
-                .map_err(|e| fail(e.to_string()))?,
+                .map_err(|e| fail(self, e))?,
             Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&self.host)
-                .map_err(|e| fail(e.to_string()))?,
+                .map_err(|e| fail(self, e))?,
             Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host),
         };
         let mut builder = builder
@@ -174,7 +177,7 @@ impl SmtpTarget {
             .send(message)
             .await
             .map(|_| ())
-            .map_err(|e| fail(e.to_string()))
+            .map_err(|e| fail(self, e))
     }
 }
 

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::api::ApiDefinition;
 use super::{to_api_objects, validate, Definition, ENDPOINT_PARAMETER, PASSWORD_PARAMETER};
-use crate::aws::{describe_sdk_error, Aws};
+use crate::aws::{aws_error, Aws};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::source::{Location, Reader};
@@ -109,12 +109,16 @@ pub trait PipelineApi: Sync {
 #[derive(Clone, Debug)]
 pub struct SdkPipelines(pub aws_sdk_datapipeline::Client);
 
-/// Builds the error for a failed Data Pipeline call.
+/// The service name in errors of Data Pipeline calls.
+const DATA_PIPELINE: &str = "Data Pipeline";
+
+/// Builds the error for a Data Pipeline call stockload found wrong (no SDK error behind it).
 pub(crate) fn dp_error(action: impl Into<String>, reason: String) -> Error {
     Error::Aws {
-        service: "Data Pipeline",
+        service: DATA_PIPELINE,
         action: action.into(),
         reason,
+        source: None,
     }
 }
 
@@ -139,7 +143,7 @@ impl PipelineApi for SdkPipelines {
                 .set_marker(page_marker.clone())
                 .send()
                 .await
-                .map_err(|e| dp_error("ListPipelines", describe_sdk_error(&e)))?;
+                .map_err(|e| aws_error(DATA_PIPELINE, "ListPipelines", e))?;
             ids.extend(
                 page.pipeline_id_list()
                     .iter()
@@ -163,7 +167,7 @@ impl PipelineApi for SdkPipelines {
                 .set_pipeline_ids(Some(chunk.to_vec()))
                 .send()
                 .await
-                .map_err(|e| dp_error("DescribePipelines", describe_sdk_error(&e)))?;
+                .map_err(|e| aws_error(DATA_PIPELINE, "DescribePipelines", e))?;
             for description in described.pipeline_description_list() {
                 infos.push(PipelineInfo {
                     id: description.pipeline_id().to_string(),
@@ -194,7 +198,7 @@ impl PipelineApi for SdkPipelines {
             .tags(tag)
             .send()
             .await
-            .map_err(|e| dp_error(format!("CreatePipeline {name}"), describe_sdk_error(&e)))?;
+            .map_err(|e| aws_error(DATA_PIPELINE, format!("CreatePipeline {name}"), e))?;
         Ok(created.pipeline_id().to_string())
     }
 
@@ -209,12 +213,7 @@ impl PipelineApi for SdkPipelines {
             .set_parameter_values(Some(values))
             .send()
             .await
-            .map_err(|e| {
-                dp_error(
-                    format!("PutPipelineDefinition {id}"),
-                    describe_sdk_error(&e),
-                )
-            })?;
+            .map_err(|e| aws_error(DATA_PIPELINE, format!("PutPipelineDefinition {id}"), e))?;
         let lines = |id: Option<&str>, texts: &[String]| {
             format!("{}: {}", id.unwrap_or("?"), texts.join("; "))
         };
@@ -240,7 +239,7 @@ impl PipelineApi for SdkPipelines {
             .set_parameter_values(Some(values))
             .send()
             .await
-            .map_err(|e| dp_error(format!("ActivatePipeline {id}"), describe_sdk_error(&e)))?;
+            .map_err(|e| aws_error(DATA_PIPELINE, format!("ActivatePipeline {id}"), e))?;
         Ok(())
     }
 
@@ -250,7 +249,7 @@ impl PipelineApi for SdkPipelines {
             .pipeline_id(id)
             .send()
             .await
-            .map_err(|e| dp_error(format!("DeletePipeline {id}"), describe_sdk_error(&e)))?;
+            .map_err(|e| aws_error(DATA_PIPELINE, format!("DeletePipeline {id}"), e))?;
         Ok(())
     }
 
@@ -266,7 +265,7 @@ impl PipelineApi for SdkPipelines {
                 .set_marker(page_marker.clone())
                 .send()
                 .await
-                .map_err(|e| dp_error(format!("QueryObjects {id}"), describe_sdk_error(&e)))?;
+                .map_err(|e| aws_error(DATA_PIPELINE, format!("QueryObjects {id}"), e))?;
             instances.extend(page.ids().iter().cloned());
             match (page.has_more_results(), page.marker()) {
                 (true, Some(next)) if !next.is_empty() => page_marker = Some(next.to_string()),
@@ -286,7 +285,7 @@ impl PipelineApi for SdkPipelines {
                 .evaluate_expressions(false)
                 .send()
                 .await
-                .map_err(|e| dp_error(format!("DescribeObjects {id}"), describe_sdk_error(&e)))?;
+                .map_err(|e| aws_error(DATA_PIPELINE, format!("DescribeObjects {id}"), e))?;
             let running = described.pipeline_objects().iter().any(|object| {
                 field(object.fields(), "@status")
                     .is_none_or(|status| !FINAL_STATUSES.contains(&status.as_str()))
@@ -326,8 +325,7 @@ pub(crate) async fn start<P: PipelineApi>(
         .await?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Config(format!("{location} is not UTF-8 JSON")))?;
-    let definition =
-        Definition::from_json(&text).map_err(|e| Error::Config(format!("{location}: {e}")))?;
+    let definition = Definition::from_json(&text).map_err(|e| e.in_file(location))?;
     validate(&definition).map_err(Error::Definition)?;
     tracing::info!(%location, objects = definition.objects.len(), "definition read and checked");
 

@@ -62,6 +62,24 @@ pub(crate) enum PipelineError {
     MissingSetting(&'static str),
 }
 
+impl PipelineError {
+    /// This error as stockload's, for the file `file` it came from (the JSON errors keep
+    /// serde_json's error as their source).
+    pub(crate) fn in_file(self, file: impl std::fmt::Display) -> crate::error::Error {
+        use crate::error::Error;
+        let json = |what, source| Error::Json {
+            file: file.to_string(),
+            what,
+            source,
+        };
+        match self {
+            PipelineError::DefinitionJson(source) => json("pipeline definition", source),
+            PipelineError::SettingsJson(source) => json("pipeline settings", source),
+            other @ PipelineError::MissingSetting(_) => Error::Config(format!("{file}: {other}")),
+        }
+    }
+}
+
 /// Settings and definitions the unit tests of every part share.
 #[cfg(test)]
 pub(crate) mod fixtures {

@@ -239,8 +239,7 @@ impl PipelineSettings {
             Some(path) => {
                 let text =
                     std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
-                SettingsArgs::from_json(&text)
-                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+                SettingsArgs::from_json(&text).map_err(|e| e.in_file(path.display()))?
             }
             None => SettingsArgs::default(),
         };

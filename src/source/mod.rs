@@ -333,7 +333,7 @@ impl Reader {
                 let (dir, suffix) = (dir.clone(), suffix.to_string());
                 tokio::task::spawn_blocking(move || list_local(&dir, &suffix))
                     .await
-                    .map_err(|e| Error::Config(format!("listing {location} stopped: {e}")))?
+                    .map_err(|e| Error::task(format!("listing {location}"), e))?
             }
             #[cfg(feature = "aws")]
             Location::S3 { bucket, key } => s3::list(self.s3(location)?, bucket, key, suffix).await,
@@ -400,6 +400,7 @@ impl Reader {
                 bucket: bucket.clone(),
                 key: key.clone(),
                 reason: "NoSuchKey: the object does not exist".into(),
+                source: None,
             },
         })
     }

@@ -3,8 +3,8 @@
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::Client;
 
-use crate::aws::describe_sdk_error;
-use crate::error::{Error, Result};
+use crate::aws::{describe_sdk_error, SdkFailure};
+use crate::error::{BoxError, Error, Result};
 
 /// Reads a whole object; `Ok(None)` when the key does not exist. A missing bucket is an error.
 pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
@@ -14,15 +14,16 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<
             if let Some(GetObjectError::NoSuchKey(_)) = err.as_service_error() {
                 return Ok(None);
             }
-            return Err(s3_error("get", bucket, key, describe_sdk_error(&err)));
+            return Err(s3_error("get", bucket, key, err));
         }
     };
     let bytes = response.body.collect().await.map_err(|err| {
-        s3_error(
+        s3_error_with(
             "get",
             bucket,
             key,
             format!("reading the body failed: {err}"),
+            err,
         )
     })?;
     Ok(Some(bytes.to_vec()))
@@ -52,7 +53,7 @@ pub async fn get_listed(
                     )));
                 }
             }
-            return Err(s3_error("get", bucket, key, describe_sdk_error(&err)));
+            return Err(s3_error("get", bucket, key, err));
         }
     };
     let size = response.content_length().unwrap_or(0).max(0) as u64;
@@ -60,11 +61,12 @@ pub async fn get_listed(
         return Ok(FileRead::Unusable(super::too_large(size, max_bytes)));
     }
     let bytes = response.body.collect().await.map_err(|err| {
-        s3_error(
+        s3_error_with(
             "get",
             bucket,
             key,
             format!("reading the body failed: {err}"),
+            err,
         )
     })?;
     Ok(FileRead::Bytes(bytes.to_vec()))
@@ -80,7 +82,7 @@ pub async fn check_prefix(client: &Client, bucket: &str, prefix: &str) -> Result
         .send()
         .await
         .map(|_| ())
-        .map_err(|err| s3_error("list", bucket, prefix, describe_sdk_error(&err)))
+        .map_err(|err| s3_error("list", bucket, prefix, err))
 }
 
 /// Uploads a small object in one request.
@@ -93,7 +95,7 @@ pub async fn put(client: &Client, bucket: &str, key: &str, body: Vec<u8>) -> Res
         .send()
         .await
         .map(|_| ())
-        .map_err(|err| s3_error("put", bucket, key, describe_sdk_error(&err)))
+        .map_err(|err| s3_error("put", bucket, key, err))
 }
 
 /// Every object under `prefix` (all pages) whose key ends with `suffix`, with its ETag and
@@ -112,8 +114,7 @@ pub async fn list(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page =
-            page.map_err(|err| s3_error("list", bucket, prefix, describe_sdk_error(&err)))?;
+        let page = page.map_err(|err| s3_error("list", bucket, prefix, err))?;
         found.extend(page.contents().iter().filter_map(|o| {
             let key = o.key().filter(|k| k.ends_with(suffix))?;
             Some(super::Listed {
@@ -131,13 +132,29 @@ pub async fn list(
     Ok(found)
 }
 
-/// Builds the S3 error for `action` on `s3://bucket/key`.
-pub fn s3_error(action: &'static str, bucket: &str, key: &str, reason: String) -> Error {
+/// Builds the S3 error for `action` on `s3://bucket/key` from the SDK's error: its short
+/// description ([`describe_sdk_error`]) for users, the error itself kept as the source.
+pub fn s3_error<E>(action: &'static str, bucket: &str, key: &str, err: SdkFailure<E>) -> Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    s3_error_with(action, bucket, key, describe_sdk_error(&err), err)
+}
+
+/// Builds the S3 error for `action` on `s3://bucket/key` with `reason` for users and `source`.
+pub fn s3_error_with(
+    action: &'static str,
+    bucket: &str,
+    key: &str,
+    reason: String,
+    source: impl Into<BoxError>,
+) -> Error {
     Error::S3 {
         action,
         bucket: bucket.to_string(),
         key: key.to_string(),
         reason,
+        source: Some(source.into()),
     }
 }
 
@@ -212,12 +229,7 @@ impl<'c> Upload<'c> {
         if let Err(err) = completed {
             self.multipart = Some((upload_id, Vec::new()));
             self.abort().await;
-            return Err(s3_error(
-                "complete upload",
-                &self.bucket,
-                &self.key,
-                describe_sdk_error(&err),
-            ));
+            return Err(s3_error("complete upload", &self.bucket, &self.key, err));
         }
         Ok(())
     }
@@ -231,14 +243,7 @@ impl<'c> Upload<'c> {
                 .key(&self.key)
                 .send()
                 .await
-                .map_err(|e| {
-                    s3_error(
-                        "start upload",
-                        &self.bucket,
-                        &self.key,
-                        describe_sdk_error(&e),
-                    )
-                })?;
+                .map_err(|e| s3_error("start upload", &self.bucket, &self.key, e))?;
             let upload_id = created.upload_id().unwrap_or_default().to_string();
             self.multipart = Some((upload_id, Vec::new()));
         }
@@ -256,14 +261,7 @@ impl<'c> Upload<'c> {
             .body(part.into())
             .send()
             .await
-            .map_err(|e| {
-                s3_error(
-                    "upload part",
-                    &self.bucket,
-                    &self.key,
-                    describe_sdk_error(&e),
-                )
-            })?;
+            .map_err(|e| s3_error("upload part", &self.bucket, &self.key, e))?;
         parts.push(
             aws_sdk_s3::types::CompletedPart::builder()
                 .part_number(number)

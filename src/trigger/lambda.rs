@@ -13,7 +13,7 @@ use aws_lambda_events::event::s3::S3Event;
 use indicatif::ProgressBar;
 
 use super::{markers_in_event, S3Marker};
-use crate::aws::{describe_sdk_error, Aws};
+use crate::aws::{aws_error, Aws};
 use crate::context::{notify_not_started, Context};
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -315,25 +315,28 @@ async fn activation(aws: &Aws, config: &LambdaConfig) -> Result<Option<Activatio
 /// Reads `username` and `password` from a Secrets Manager secret (the password stays a
 /// [`Secret`]: no log line or error can show it).
 pub async fn secret_credentials(aws: &Aws, secret_arn: &str) -> Result<(String, Secret)> {
-    let fail = |reason: String| Error::Aws {
-        service: "Secrets Manager",
-        action: format!("GetSecretValue {secret_arn}"),
-        reason,
+    const SERVICE: &str = "Secrets Manager";
+    let action = || format!("GetSecretValue {secret_arn}");
+    let fail = |reason: &str| Error::Aws {
+        service: SERVICE,
+        action: action(),
+        reason: reason.to_string(),
+        source: None,
     };
     let secret = aws_sdk_secretsmanager::Client::new(&aws.config)
         .get_secret_value()
         .secret_id(secret_arn)
         .send()
         .await
-        .map_err(|e| fail(describe_sdk_error(&e)))?;
+        .map_err(|e| aws_error(SERVICE, action(), e))?;
     let text = secret
         .secret_string()
-        .ok_or_else(|| fail("the secret has no string value".into()))?;
+        .ok_or_else(|| fail("the secret has no string value"))?;
     let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|_| fail("the secret is not JSON with username and password".into()))?;
+        .map_err(|_| fail("the secret is not JSON with username and password"))?;
     match (value["username"].as_str(), value["password"].as_str()) {
         (Some(user), Some(password)) => Ok((user.to_string(), Secret::new(password))),
-        _ => Err(fail("the secret lacks username or password".into())),
+        _ => Err(fail("the secret lacks username or password")),
     }
 }
 

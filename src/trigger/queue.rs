@@ -18,7 +18,7 @@ use indicatif::ProgressBar;
 
 use super::backoff::{pause, Backoff};
 use super::{markers_in_json, S3Marker};
-use crate::aws::describe_sdk_error;
+use crate::aws::{aws_error, describe_sdk_error, SdkFailure};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger;
@@ -56,12 +56,11 @@ enum Disposition {
 /// DeleteMessage tries before the message is left to come back (and be recognised as done).
 const DELETE_TRIES: u32 = 4;
 
-fn sqs_error(action: &str, err: String) -> Error {
-    Error::Aws {
-        service: "SQS",
-        action: action.to_string(),
-        reason: err,
-    }
+fn sqs_error<E>(action: &str, err: SdkFailure<E>) -> Error
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    aws_error("SQS", action, err)
 }
 
 /// Consumes until interrupted (or, with `once`, until the queue is empty). Returns runs started.
@@ -112,7 +111,7 @@ pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> 
                 received
             }
             Err(err) => {
-                let err = sqs_error("ReceiveMessage", describe_sdk_error(&err));
+                let err = sqs_error("ReceiveMessage", err);
                 if options.once {
                     return Err(err);
                 }
@@ -181,12 +180,7 @@ async fn queue_visibility(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<
         .attribute_names(QueueAttributeName::VisibilityTimeout)
         .send()
         .await
-        .map_err(|e| {
-            sqs_error(
-                &format!("GetQueueAttributes {queue_url}"),
-                describe_sdk_error(&e),
-            )
-        })?;
+        .map_err(|e| sqs_error(&format!("GetQueueAttributes {queue_url}"), e))?;
     Ok(attributes
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
@@ -207,7 +201,7 @@ async fn delete_message(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipt: &st
             .send()
             .await;
         let Err(err) = deleted else { return };
-        let err = sqs_error("DeleteMessage", describe_sdk_error(&err));
+        let err = sqs_error("DeleteMessage", err);
         if backoff.failures() + 1 >= DELETE_TRIES {
             tracing::warn!(
                 "{err}; giving up after {DELETE_TRIES} tries: the message will be delivered \
@@ -329,7 +323,7 @@ async fn handle_message(
         if report.summary.status == RunStatus::Failed {
             disposition = Disposition::Keep;
             if receives >= options.max_attempts {
-                let err = Error::Config(format!(
+                let err = Error::GaveUp(format!(
                     "left to the dead-letter queue after {receives} failed runs: marker {}. Last \
                      error: {}",
                     marker.id(),

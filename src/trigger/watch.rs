@@ -134,7 +134,7 @@ async fn poll(
         tried.failures += 1;
         let error = report.summary.error.as_deref().unwrap_or("unknown error");
         if tried.failures >= options.max_attempts {
-            let err = Error::Config(format!(
+            let err = Error::GaveUp(format!(
                 "giving up on marker {} after {} failed runs (until watch restarts). Last error: \
                  {error}",
                 marker.id, tried.failures
