@@ -25,8 +25,12 @@ pub const TRANSFORM_SCRIPTS: [&str; 4] = [
     "update_changes.sql",
 ];
 
-/// The standalone script for Data Pipeline's SqlActivity, psql and pgAdmin.
+/// The standalone follow-up for Data Pipeline's SqlActivity, psql and pgAdmin: recomputes the
+/// changes within what the last run touched (O(run), not O(table)).
 pub const RECOMPUTE_SCRIPT: &str = "recompute_changes.sql";
+
+/// The standalone whole-table repair: recomputes every row's changes.
+pub const RECOMPUTE_ALL_SCRIPT: &str = "recompute_all_changes.sql";
 
 /// One script's text and where it came from.
 #[derive(Debug, Clone)]
@@ -135,7 +139,7 @@ mod tests {
 
     #[test]
     fn every_script_a_load_runs_is_embedded_and_documented() {
-        for name in [STAGE_SCRIPT, RECOMPUTE_SCRIPT]
+        for name in [STAGE_SCRIPT, RECOMPUTE_SCRIPT, RECOMPUTE_ALL_SCRIPT]
             .iter()
             .chain(TRANSFORM_SCRIPTS.iter())
         {
