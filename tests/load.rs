@@ -534,9 +534,24 @@ async fn stale_statistics_change_neither_the_work_nor_the_result() {
     let report = stale.load_plan(&first).await;
     assert!(report.error.is_none(), "{:?}", report.error);
     assert_eq!(report.summary.rows_loaded, 60 * 2500);
+    let ran = |report: &stockload::load::Report, name: &str| {
+        report.summary.scripts.iter().any(|s| s.name == name)
+    };
+    // Into the empty table: rows first, key after; the key is back when the run commits.
+    assert!(ran(&report, "insert_empty.sql") && !ran(&report, "insert_query.sql"));
+    assert_eq!(
+        stale
+            .scalar(
+                "SELECT string_agg(pg_get_constraintdef(oid), ',') FROM pg_constraint \
+                 WHERE conrelid = 'historical_stocks_data'::regclass AND contype = 'p'"
+            )
+            .await,
+        some("PRIMARY KEY (company_name, stock_date)")
+    );
     fake_stale_statistics(&stale).await;
     let report = stale.load_plan(&correction).await;
     assert!(report.error.is_none(), "{:?}", report.error);
+    assert!(ran(&report, "insert_query.sql") && !ran(&report, "insert_empty.sql"));
     let update = report
         .summary
         .scripts
