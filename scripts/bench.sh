@@ -144,7 +144,8 @@ for rep in $(seq "$REPS"); do
   for db in s c d p; do newdb "${db}_$rep"; done
   load "s_$rep" "stockload.$rep" "$INDEX"
   if [ -n "${BENCH_BASELINE:-}" ]; then # another stockload binary, e.g. a build of the previous commit
-    newdb "b_$rep"
+    psql -qX "$URL" -c "CREATE DATABASE b_$rep" >/dev/null
+    DATABASE_URL=$base/b_$rep "$BENCH_BASELINE" migrate >/dev/null  # its own migrations
     DATABASE_URL=$base/b_$rep measure "baseline.$rep" "$BENCH_BASELINE" load --source "$STOCKS" --companies "$INDEX" --json
     psql -qX "$URL" -c "DROP DATABASE b_$rep" >/dev/null
   fi
