@@ -577,3 +577,59 @@ async fn stale_statistics_change_neither_the_work_nor_the_result() {
     assert_eq!(run_script(&stale, "recompute_all_changes.sql").await, 0);
     assert!(stale.rows().await == expected);
 }
+
+/// The follow-up after a load recomputes only what that run touched (its companies, from their
+/// first loaded day); the whole-table form repairs everything.
+#[tokio::test]
+async fn the_follow_up_is_scoped_to_the_last_run() {
+    let db = TestDb::new().await;
+    db.load(&fixture(), ChangeBasis::PreviousClose).await;
+    let second = Batch::new(
+        &[(
+            "ACME.csv",
+            &csv(&[("2020-01-08", "6", "7.26"), ("2020-01-09", "7", "7.26")]),
+        )],
+        "ACME.csv",
+    );
+    let report = db.load(&second, ChangeBasis::PreviousClose).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let consistent = db.rows().await;
+    assert_eq!(
+        db.scalar("SELECT string_agg(company_name || ' ' || first_date, ',') FROM load_run_scope WHERE run_id = (SELECT max(run_id) FROM load_run_scope)")
+            .await,
+        some("ACME 2020-01-08")
+    );
+
+    // Break a day inside the last run's scope and days outside it (ZERO; ACME before its first day).
+    let mut conn = db.conn().await;
+    sqlx::raw_sql(
+        "UPDATE historical_stocks_data SET value_change = value_change + 1 \
+         WHERE (company_name = 'ACME' AND stock_date IN ('2020-01-03', '2020-01-09')) \
+            OR (company_name = 'ZERO' AND stock_date = '2020-01-03')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert!(run_script(&db, "recompute_changes.sql").await >= 1);
+    let value_change = |company: &str, day: &str| {
+        format!(
+            "SELECT value_change::text FROM historical_stocks_data \
+             WHERE company_name = '{company}' AND stock_date = '{day}'"
+        )
+    };
+    assert_eq!(
+        db.scalar(&value_change("ACME", "2020-01-09")).await,
+        some("0.00")
+    );
+    assert_eq!(
+        db.scalar(&value_change("ACME", "2020-01-03")).await,
+        some("2.1")
+    );
+    assert_eq!(
+        db.scalar(&value_change("ZERO", "2020-01-03")).await,
+        some("3")
+    );
+
+    assert!(run_script(&db, "recompute_all_changes.sql").await >= 2);
+    assert_eq!(db.rows().await, consistent);
+}
