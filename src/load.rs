@@ -144,7 +144,11 @@ async fn run_batch(
     summary.skipped_files = counts.skipped;
     check_limits(summary, plan.max_reject_ratio)?;
 
+    let empty_table = transform::target_is_empty(&mut tx).await?;
     for script in &transforms {
+        if transform::insert_variant(&script.name).is_some_and(|empty| empty != empty_table) {
+            continue;
+        }
         let run = transform::run_script(&mut tx, script).await?;
         summary.scripts.push(run);
     }

@@ -18,16 +18,57 @@ static SQL_DIR: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/sql");
 /// Creates the staging table; runs before COPY.
 pub const STAGE_SCRIPT: &str = "create_stage.sql";
 
-/// The transform scripts a load runs after COPY, in this order.
-pub const TRANSFORM_SCRIPTS: [&str; 4] = [
+/// The transform scripts a load runs after COPY, in this order; of the two insert scripts only
+/// one runs (see [`insert_variant`]).
+pub const TRANSFORM_SCRIPTS: [&str; 5] = [
     "record_rejects.sql",
     "plan_scope.sql",
-    "insert_query.sql",
+    INSERT_SCRIPT,
+    INSERT_EMPTY_SCRIPT,
     "update_changes.sql",
 ];
 
-/// The standalone script for Data Pipeline's SqlActivity, psql and pgAdmin.
+/// Writes the batch into a table that already holds rows (upsert where needed).
+pub const INSERT_SCRIPT: &str = "insert_query.sql";
+
+/// Writes the batch into an empty table, building the primary key afterwards.
+pub const INSERT_EMPTY_SCRIPT: &str = "insert_empty.sql";
+
+/// For an insert script: whether it is the one for an empty table. `None` for other scripts.
+pub fn insert_variant(name: &str) -> Option<bool> {
+    match name {
+        INSERT_SCRIPT => Some(false),
+        INSERT_EMPTY_SCRIPT => Some(true),
+        _ => None,
+    }
+}
+
+/// True when historical_stocks_data holds no row; then it stays empty until this transaction
+/// ends (SHARE lock: other writers wait, readers do not). A non-empty table is not locked here.
+pub async fn target_is_empty(conn: &mut PgConnection) -> Result<bool> {
+    if !table_is_empty(conn).await? {
+        return Ok(false);
+    }
+    sqlx::raw_sql("LOCK TABLE historical_stocks_data IN SHARE MODE")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("locking historical_stocks_data", e))?;
+    table_is_empty(conn).await
+}
+
+async fn table_is_empty(conn: &mut PgConnection) -> Result<bool> {
+    sqlx::query_scalar::<_, bool>("SELECT NOT EXISTS (SELECT 1 FROM historical_stocks_data)")
+        .fetch_one(conn)
+        .await
+        .map_err(|e| Error::database("checking whether historical_stocks_data is empty", e))
+}
+
+/// The standalone follow-up for Data Pipeline's SqlActivity, psql and pgAdmin: recomputes the
+/// changes within what the last run touched (O(run), not O(table)).
 pub const RECOMPUTE_SCRIPT: &str = "recompute_changes.sql";
+
+/// The standalone whole-table repair: recomputes every row's changes.
+pub const RECOMPUTE_ALL_SCRIPT: &str = "recompute_all_changes.sql";
 
 /// One script's text and where it came from.
 #[derive(Debug, Clone)]
@@ -149,7 +190,7 @@ mod tests {
 
     #[test]
     fn every_script_a_load_runs_is_embedded_and_documented() {
-        for name in [STAGE_SCRIPT, RECOMPUTE_SCRIPT]
+        for name in [STAGE_SCRIPT, RECOMPUTE_SCRIPT, RECOMPUTE_ALL_SCRIPT]
             .iter()
             .chain(TRANSFORM_SCRIPTS.iter())
         {

@@ -198,6 +198,15 @@ async fn the_standalone_recompute_script_agrees_with_the_load() {
         .await
         .unwrap();
     assert_eq!(db.rows().await, before);
+
+    // The whole-table repair form agrees too, and is a no-op on a consistent table.
+    assert_eq!(run_script(&db, "recompute_all_changes.sql").await, 0);
+    sqlx::raw_sql("UPDATE historical_stocks_data SET value_change = value_change + 1")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert!(run_script(&db, "recompute_all_changes.sql").await > 0);
+    assert_eq!(db.rows().await, before);
 }
 
 #[tokio::test]
@@ -444,4 +453,110 @@ async fn a_marker_is_loaded_at_most_once() {
         db.scalar("SELECT count(*)::text FROM load_runs").await,
         some("1")
     );
+}
+
+/// Statistics that say historical_stocks_data is empty (what autovacuum leaves after an aborted
+/// full load): the planner then believes every scan of it returns one row.
+async fn fake_stale_statistics(db: &TestDb) {
+    let mut conn = db.conn().await;
+    sqlx::raw_sql(
+        "UPDATE pg_class SET relpages = 7707, reltuples = 0 \
+         WHERE relname = 'historical_stocks_data'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+fn sample_batch(dir: &std::path::Path, rows: usize, seed: u64) -> stockload::plan::Plan {
+    let spec = stockload::sample::SampleSpec {
+        files: 60,
+        listed: 60,
+        rows,
+        faulty: false,
+        seed,
+    };
+    let batch = stockload::sample::generate(dir, &spec).unwrap();
+    stockload::plan::Plan::new(
+        stockload::source::Location::Local(batch.stocks),
+        stockload::source::Location::Local(batch.companies),
+    )
+}
+
+async fn run_script(db: &TestDb, name: &str) -> u64 {
+    let mut conn = db.conn().await;
+    let script = stockload::transform::embedded(name).unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .rows_affected()
+}
+
+/// Issue 12: with statistics claiming the table is empty, update_changes.sql planned a nested
+/// loop over the whole table per row and never finished. Every script must stay bounded by its
+/// work and give the same table as with fresh statistics: a first load, a correction of the first
+/// 1000 stored days (which moves the change of the day after), and both follow-up scripts.
+#[tokio::test]
+async fn stale_statistics_change_neither_the_work_nor_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = sample_batch(&dir.path().join("first"), 2500, 1);
+    // Corrects the first 1000 days: the day after them changes too.
+    let correction = sample_batch(&dir.path().join("correction"), 1000, 2);
+
+    let fresh = TestDb::new().await;
+    for plan in [&first, &correction] {
+        let report = fresh.load_plan(plan).await;
+        assert!(report.error.is_none(), "{:?}", report.error);
+    }
+
+    let stale = TestDb::new().await;
+    let mut conn = stale.conn().await;
+    stockload::db::migrate(&mut conn).await.unwrap();
+    fake_stale_statistics(&stale).await;
+    let report = stale.load_plan(&first).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.summary.rows_loaded, 60 * 2500);
+    let ran = |report: &stockload::load::Report, name: &str| {
+        report.summary.scripts.iter().any(|s| s.name == name)
+    };
+    // Into the empty table: rows first, key after; the key is back when the run commits.
+    assert!(ran(&report, "insert_empty.sql") && !ran(&report, "insert_query.sql"));
+    assert_eq!(
+        stale
+            .scalar(
+                "SELECT string_agg(pg_get_constraintdef(oid), ',') FROM pg_constraint \
+                 WHERE conrelid = 'historical_stocks_data'::regclass AND contype = 'p'"
+            )
+            .await,
+        some("PRIMARY KEY (company_name, stock_date)")
+    );
+    fake_stale_statistics(&stale).await;
+    let report = stale.load_plan(&correction).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert!(ran(&report, "insert_query.sql") && !ran(&report, "insert_empty.sql"));
+    let update = report
+        .summary
+        .scripts
+        .iter()
+        .find(|s| s.name == "update_changes.sql")
+        .unwrap();
+    assert!(
+        update.rows >= 60,
+        "the correction must recompute the day after it, for every company"
+    );
+
+    let expected = fresh.rows().await;
+    assert_eq!(expected.len(), 60 * 2500);
+    assert!(
+        stale.rows().await == expected,
+        "stale statistics changed the table"
+    );
+
+    // The follow-ups on a consistent table, with stale statistics: nothing to write.
+    fake_stale_statistics(&stale).await;
+    assert_eq!(run_script(&stale, "recompute_changes.sql").await, 0);
+    fake_stale_statistics(&stale).await;
+    assert_eq!(run_script(&stale, "recompute_all_changes.sql").await, 0);
+    assert!(stale.rows().await == expected);
 }
