@@ -39,7 +39,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
         Command::Export(args) => export::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bucket(command) => bucket::run(command).await,
-        Command::DevPostgres => dev_postgres::run().await,
+        Command::DevPostgres(args) => dev_postgres::run(args).await,
         Command::Sample(args) => sample::run(args),
     }
 }
