@@ -108,7 +108,8 @@ async fn run_batch(
     if distributed {
         tracing::info!("historical_stocks_data is distributed (Citus): running sql/citus/ forms");
     }
-    let stage_script = scripts.load(&transform::for_engine(transform::STAGE_SCRIPT, distributed))?;
+    let stage_script =
+        scripts.load(&transform::for_engine(transform::STAGE_SCRIPT, distributed))?;
     let transforms = transform::TRANSFORM_SCRIPTS
         .iter()
         .map(|name| scripts.load(&transform::for_engine(name, distributed)))

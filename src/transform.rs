@@ -111,7 +111,12 @@ pub async fn is_distributed(conn: &mut PgConnection) -> Result<bool> {
     )
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| Error::database("asking Citus whether historical_stocks_data is distributed", e))
+    .map_err(|e| {
+        Error::database(
+            "asking Citus whether historical_stocks_data is distributed",
+            e,
+        )
+    })
 }
 
 /// One script's text and where it came from.
