@@ -423,3 +423,63 @@ async fn loads_on_citus_are_serialised() {
     }
     assert_eq!(citus.rows().await, single.rows().await);
 }
+
+#[tokio::test]
+async fn a_marker_is_loaded_at_most_once_on_citus() {
+    let Some(cluster) = cluster() else { return };
+    let citus = citus_db(cluster).await;
+    let all = batches();
+    let mut plan = all[0].plan();
+    plan.marker = Some("s3://monitored/run-1/.SUCCESS".into());
+    let first = citus.load_plan(&plan).await;
+    assert_eq!(
+        first.summary.status,
+        stockload::load::RunStatus::Succeeded,
+        "{:?}",
+        first.error
+    );
+    let second = citus.load_plan(&plan).await;
+    assert_eq!(
+        second.summary.status,
+        stockload::load::RunStatus::AlreadyLoaded
+    );
+    assert_eq!(
+        citus
+            .scalar("SELECT count(*)::text FROM processed_markers")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test]
+async fn a_failed_run_on_citus_is_recorded_and_loads_nothing() {
+    let Some(cluster) = cluster() else { return };
+    let citus = citus_db(cluster).await;
+    let all = batches();
+    let mut plan = all[0].plan();
+    plan.max_reject_ratio = 0.0;
+    let report = citus.load_plan(&plan).await;
+    assert!(
+        matches!(
+            report.error,
+            Some(stockload::error::Error::TooManyRejects { .. })
+        ),
+        "{:?}",
+        report.error
+    );
+    assert_eq!(
+        citus
+            .scalar("SELECT count(*)::text FROM historical_stocks_data")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        citus
+            .scalar("SELECT string_agg(status, ',') FROM load_runs")
+            .await
+            .as_deref(),
+        Some("failed")
+    );
+}
