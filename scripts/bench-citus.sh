@@ -11,7 +11,8 @@
 #   rerun    the same batch again (every day already stored: the upsert + recompute path)
 #   follow   the scoped follow-up after it (sql/recompute_changes.sql, or its sql/citus/ form)
 # Both tables are compared row for row at the end. Needs Citus (scripts/citus-build.sh) and
-# psql. BENCH_REPS (default 3), BENCH_ROWS (2520), BENCH_DIR (work folder).
+# psql. BENCH_REPS (default 3), BENCH_ROWS (2520), BENCH_DIR (work folder), BENCH_BIN (a
+# stockload binary to use instead of the release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +28,12 @@ command -v psql >/dev/null || { echo "bench needs psql (postgresql-client)" >&2;
 
 export PGOPTIONS="-c client_min_messages=warning"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet --bin stockload
-BIN=$CARGO_TARGET_DIR/release/stockload
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN # e.g. a debug build, to try the script quickly
+else
+  cargo build --release --quiet --bin stockload
+  BIN=$CARGO_TARGET_DIR/release/stockload
+fi
 
 if [ ! -f "$WORK/batch/CompanyNames/top_companies.txt" ]; then
   echo "generating $FILES files x $ROWS rows in $WORK ..."

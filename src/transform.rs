@@ -150,14 +150,17 @@ pub struct ScriptRun {
     pub millis: u64,
 }
 
-/// The user-facing scripts (top level of `sql/`), sorted by name.
+/// The user-facing scripts (top level of `sql/`, then the Citus forms in `sql/citus/`), sorted
+/// by name.
 pub fn list() -> Vec<&'static str> {
+    let citus = SQL_DIR.get_dir("citus").into_iter().flat_map(|d| d.files());
     let mut names: Vec<&str> = SQL_DIR
         .files()
+        .chain(citus)
         .filter_map(|f| f.path().to_str())
         .filter(|name| name.ends_with(".sql"))
         .collect();
-    names.sort_unstable();
+    names.sort_unstable_by_key(|name| (name.contains('/'), *name));
     names
 }
 
@@ -286,5 +289,6 @@ mod tests {
         assert_eq!(for_engine("plan_scope.sql", false), "plan_scope.sql");
         assert_eq!(for_engine("insert_query.sql", true), "insert_query.sql");
         assert_eq!(embedded(DISTRIBUTE_SCRIPT), embedded("citus/distribute"));
+        assert!(list().contains(&"citus/plan_scope.sql"));
     }
 }
