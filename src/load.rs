@@ -114,6 +114,9 @@ async fn run_batch(
         .iter()
         .map(|name| scripts.load(&transform::for_engine(name, distributed)))
         .collect::<Result<Vec<_>>>()?;
+    let clear_script = distributed
+        .then(|| scripts.load(transform::CITUS_CLEAR_SCRIPT))
+        .transpose()?;
 
     let mut tx = conn
         .begin()
@@ -156,6 +159,10 @@ async fn run_batch(
         if transform::insert_variant(&script.name).is_some_and(|empty| empty != empty_table) {
             continue;
         }
+        let run = transform::run_script(&mut tx, script).await?;
+        summary.scripts.push(run);
+    }
+    if let Some(script) = &clear_script {
         let run = transform::run_script(&mut tx, script).await?;
         summary.scripts.push(run);
     }

@@ -81,6 +81,9 @@ pub const CITUS_FORMS: [&str; 5] = [
     RECOMPUTE_ALL_SCRIPT,
 ];
 
+/// Runs last in a load on Citus: empties the distributed staging tables again.
+pub const CITUS_CLEAR_SCRIPT: &str = "citus/clear_stage.sql";
+
 /// Run by `stockload migrate --distributed`: puts the schema on a Citus cluster.
 pub const DISTRIBUTE_SCRIPT: &str = "citus/distribute.sql";
 
@@ -279,7 +282,10 @@ mod tests {
 
     #[test]
     fn every_citus_form_is_embedded_documented_and_chosen_only_on_citus() {
-        for name in CITUS_FORMS.iter().chain([&"distribute.sql"]) {
+        for name in CITUS_FORMS
+            .iter()
+            .chain([&"distribute.sql", &"clear_stage.sql"])
+        {
             let citus = format!("citus/{name}");
             let text = embedded(&citus).unwrap_or_else(|| panic!("{citus} is not embedded"));
             assert!(text.starts_with("-- "), "{citus} must open with a comment");

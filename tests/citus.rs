@@ -195,6 +195,14 @@ async fn previous_close_batches_give_the_single_node_table_row_for_row() {
         .await
         .unwrap();
     assert!(scripts.contains("citus/plan_scope.sql"), "{scripts}");
+    // Nothing staged stays behind on the workers.
+    assert_eq!(
+        citus
+            .scalar("SELECT ((SELECT count(*) FROM stockload_stage) + (SELECT count(*) FROM stockload_scope))::text")
+            .await
+            .as_deref(),
+        Some("0")
+    );
     // A rerun of the last batch changes nothing.
     let before = citus.rows().await;
     let report = citus.load(&batches()[2], ChangeBasis::PreviousClose).await;

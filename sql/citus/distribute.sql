@@ -7,7 +7,8 @@
 --   stockload_stage          the load's staging table: on Citus a regular table (temporary tables
 --                            cannot be distributed), distributed and co-located with
 --                            historical_stocks_data, emptied at the start of every load inside the
---                            load's transaction (loads are serialised by the advisory lock);
+--                            load's transaction (loads are serialised by the advisory lock),
+--                            and emptied again at its end (citus/clear_stage.sql);
 --   stockload_scope          the per-company plan of the load (plan_scope.sql), likewise;
 --   load_runs, load_rejects, processed_markers, load_run_scope
 --                            reference tables (a copy on every node): their foreign keys are kept,
@@ -28,7 +29,7 @@ CREATE TABLE IF NOT EXISTS stockload_stage (
     raw_text      text
 );
 COMMENT ON TABLE stockload_stage IS
-    'Citus only: staging table of the running load (emptied at the start of each load; rows of the last load may remain).';
+    'Citus only: staging table of the running load (emptied at the start and at the end of each load).';
 
 CREATE TABLE IF NOT EXISTS stockload_scope (
     company_name    text COLLATE "C" NOT NULL,
