@@ -172,7 +172,9 @@ async fn execute(conn: &mut PgConnection, statement: &str) -> Result<()> {
         .execute(conn)
         .await
         .map_err(|e| {
-            Error::database(format!("setting up the Citus cluster ({statement:.40})"), e)
+            // Only the text before the first literal: some statements carry the password.
+            let shown = statement.split('\'').next().unwrap_or_default();
+            Error::database(format!("setting up the Citus cluster ({shown:.40})"), e)
         })?;
     Ok(())
 }

@@ -38,7 +38,8 @@ fn cluster() -> Option<&'static CitusCluster> {
 
 /// A fresh database on the cluster, with the stockload schema distributed by
 /// `stockload migrate --distributed`. Its URL disables TLS only for the tests' own sqlx
-/// connections (stockload itself connects without sslmode, see `a_load_connects_without_sslmode`).
+/// connections; the binary is always given the URL without sslmode (Citus serves TLS with a
+/// self-signed certificate, which stockload accepts like libpq's default `prefer`).
 async fn citus_db(cluster: &CitusCluster) -> TestDb {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
