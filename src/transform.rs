@@ -36,7 +36,7 @@ pub const INSERT_EMPTY_SCRIPT: &str = "insert_empty.sql";
 
 /// For an insert script: whether it is the one for an empty table. `None` for other scripts.
 pub fn insert_variant(name: &str) -> Option<bool> {
-    match name {
+    match name.strip_prefix("citus/").unwrap_or(name) {
         INSERT_SCRIPT => Some(false),
         INSERT_EMPTY_SCRIPT => Some(true),
         _ => None,
@@ -73,9 +73,10 @@ pub const RECOMPUTE_ALL_SCRIPT: &str = "recompute_all_changes.sql";
 /// The scripts that have a Citus form in `sql/citus/` (same file name), run instead of the plain
 /// one when historical_stocks_data is a distributed table (see [`for_engine`]). Every other
 /// script runs unchanged on both engines.
-pub const CITUS_FORMS: [&str; 5] = [
+pub const CITUS_FORMS: [&str; 6] = [
     STAGE_SCRIPT,
     "plan_scope.sql",
+    INSERT_SCRIPT,
     "update_changes.sql",
     RECOMPUTE_SCRIPT,
     RECOMPUTE_ALL_SCRIPT,
@@ -293,7 +294,11 @@ mod tests {
         }
         assert_eq!(for_engine("plan_scope.sql", true), "citus/plan_scope.sql");
         assert_eq!(for_engine("plan_scope.sql", false), "plan_scope.sql");
-        assert_eq!(for_engine("insert_query.sql", true), "insert_query.sql");
+        assert_eq!(for_engine("record_rejects.sql", true), "record_rejects.sql");
+        assert_eq!(
+            insert_variant(&for_engine(INSERT_SCRIPT, true)),
+            Some(false)
+        );
         assert_eq!(embedded(DISTRIBUTE_SCRIPT), embedded("citus/distribute"));
         assert!(list().contains(&"citus/plan_scope.sql"));
     }

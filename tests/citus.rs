@@ -492,3 +492,58 @@ async fn a_failed_run_on_citus_is_recorded_and_loads_nothing() {
         Some("failed")
     );
 }
+
+#[tokio::test]
+async fn the_heavy_statements_run_on_the_workers_shard_by_shard() {
+    let Some(cluster) = cluster() else { return };
+    let citus = citus_db(cluster).await;
+    let mut conn = citus.conn().await;
+    sqlx::raw_sql(
+        "SELECT set_config('stockload.change_basis', 'previous-close', false), \
+         set_config('stockload.run_id', '1', false)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // (script, statement index, one-row subplan allowed): the batch- and table-sized work.
+    // recompute_all_changes.sql reads the change basis in a one-row subquery on purpose: a
+    // session's SET is seen on the coordinator only.
+    for (script, index, subplan) in [
+        ("citus/plan_scope.sql", 1, false),
+        ("citus/insert_query.sql", 0, false),
+        ("citus/insert_query.sql", 1, false),
+        ("citus/update_changes.sql", 0, false),
+        ("citus/recompute_all_changes.sql", 0, true),
+    ] {
+        let text = transform::embedded(script).unwrap();
+        let code: String = text
+            .lines()
+            .filter(|line| !line.starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let statement = code
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .nth(index)
+            .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN (COSTS OFF) {statement}"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{script} #{index}: {e}"));
+        let plan = plan.join("\n");
+        assert!(
+            plan.starts_with("Custom Scan (Citus Adaptive)") && plan.contains("\n  Task Count: 32"),
+            "{script} #{index} is not one task per shard:\n{plan}"
+        );
+        for bad in ["repartition", "pull to coordinator", "Distributed Subplan"] {
+            if subplan && bad == "Distributed Subplan" {
+                assert_eq!(plan.matches(bad).count(), 1, "{script} #{index}\n{plan}");
+                continue;
+            }
+            assert!(!plan.contains(bad), "{script} #{index}: {bad}\n{plan}");
+        }
+    }
+}

@@ -4,7 +4,9 @@
 -- 'previous-close', the default). Writes: value_change and daily_percent_change of every row
 -- whose stored value differs from the recomputed one; on a consistent table it changes nothing.
 -- One UPDATE joined on the key; the window is PARTITION BY company_name, so each shard is
--- recomputed and updated on its worker, in parallel.
+-- recomputed and updated on its worker, in parallel. The basis stays in a one-row subquery:
+-- Citus evaluates it on the coordinator, where a session's SET stockload.change_basis is seen
+-- (the workers' sessions do not have it).
 UPDATE historical_stocks_data AS h
 SET value_change = c.value_change,
     daily_percent_change = c.daily_percent_change
