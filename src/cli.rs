@@ -33,8 +33,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply the schema migrations (idempotent).
-    Migrate(DbArgs),
+    /// Apply the schema migrations (idempotent); with --distributed also put the schema on a
+    /// Citus cluster.
+    Migrate(MigrateArgs),
     /// Load a batch: migrate if needed, stage every listed file with COPY, run the SQL transforms.
     Load(LoadArgs),
     /// List the embedded SQL scripts, or print one (the exact text loads run).
@@ -65,7 +66,7 @@ pub enum Command {
     /// (for scripts and benchmarks).
     #[cfg(feature = "dev-tools")]
     #[command(hide = true)]
-    DevPostgres,
+    DevPostgres(DevPostgresArgs),
 }
 
 /// Where the database is.
@@ -93,6 +94,29 @@ impl DbArgs {
             std::time::Duration::from_secs(self.connect_timeout),
         )
     }
+}
+
+/// `stockload dev-postgres`.
+#[derive(Debug, Args, Clone)]
+pub struct DevPostgresArgs {
+    /// Start a Citus cluster instead: a coordinator and this many workers (needs the citus
+    /// extension installed, scripts/citus-build.sh); the printed URL is the coordinator's
+    /// database `stockload`, with the extension and the workers ready.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub citus_workers: usize,
+}
+
+/// `stockload migrate`.
+#[derive(Debug, Args, Clone)]
+pub struct MigrateArgs {
+    /// Where the database is.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// On a Citus coordinator (extension created, workers added): distribute
+    /// historical_stocks_data by company_name and make the ledger tables reference tables
+    /// (sql/citus/distribute.sql; idempotent). Loads then run on the workers.
+    #[arg(long)]
+    pub distributed: bool,
 }
 
 /// `stockload load`.

@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 pub struct CitusCluster {
     coordinator: TempCluster,
     workers: Vec<TempCluster>,
+    /// Whether the workers' superuser has the coordinator's password yet (set once, by the
+    /// first [`CitusCluster::create_database`]; roles are cluster-wide).
+    password_shared: tokio::sync::Mutex<bool>,
 }
 
 /// Server settings every node needs: Citus preloaded, prepared transactions for its two-phase
@@ -55,6 +58,7 @@ impl CitusCluster {
         Ok(CitusCluster {
             coordinator,
             workers,
+            password_shared: tokio::sync::Mutex::new(false),
         })
     }
 
@@ -79,19 +83,17 @@ impl CitusCluster {
     /// know its workers in it.
     pub async fn create_database(&self, name: &str) -> Result<()> {
         let quoted_password = self.password().replace('\'', "''");
+        self.share_password(&quoted_password).await?;
         for worker in &self.workers {
-            worker.create_database(name).await?;
-            let mut conn = connect(&worker.url(name)).await?;
-            execute(&mut conn, "CREATE EXTENSION IF NOT EXISTS citus").await?;
-            // One password for the whole cluster, so pg_dist_authinfo needs one entry.
+            let mut conn = connect(&self.worker_url(worker, "postgres")).await?;
+            // Identifier, not a value: quoted by hand since CREATE DATABASE takes no parameter.
             execute(
                 &mut conn,
-                &format!(
-                    "ALTER ROLE {} PASSWORD '{quoted_password}'",
-                    crate::devdb::SUPERUSER
-                ),
+                &format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\"")),
             )
             .await?;
+            let mut conn = connect(&self.worker_url(worker, name)).await?;
+            execute(&mut conn, "CREATE EXTENSION IF NOT EXISTS citus").await?;
         }
         self.coordinator.create_database(name).await?;
         let mut conn = connect(&self.url(name)).await?;
@@ -124,6 +126,39 @@ impl CitusCluster {
     }
 }
 
+impl CitusCluster {
+    /// Gives every worker's superuser the coordinator's password, once: one password for the
+    /// whole cluster, so `pg_dist_authinfo` needs one entry.
+    async fn share_password(&self, quoted_password: &str) -> Result<()> {
+        let mut shared = self.password_shared.lock().await;
+        if !*shared {
+            for worker in &self.workers {
+                let mut conn = connect(&worker.url("postgres")).await?;
+                execute(
+                    &mut conn,
+                    &format!(
+                        "ALTER ROLE {} PASSWORD '{quoted_password}'",
+                        crate::devdb::SUPERUSER
+                    ),
+                )
+                .await?;
+            }
+            *shared = true;
+        }
+        Ok(())
+    }
+
+    /// URL of database `name` on a worker, with the shared password.
+    fn worker_url(&self, worker: &TempCluster, name: &str) -> String {
+        format!(
+            "postgres://{}:{}@127.0.0.1:{}/{name}",
+            crate::devdb::SUPERUSER,
+            self.password(),
+            worker.port()
+        )
+    }
+}
+
 /// Citus turns TLS on with a self-signed certificate when its extension is created; the set-up
 /// connections are loopback-only and need none.
 async fn connect(url: &str) -> Result<PgConnection> {
@@ -137,7 +172,9 @@ async fn execute(conn: &mut PgConnection, statement: &str) -> Result<()> {
         .execute(conn)
         .await
         .map_err(|e| {
-            Error::database(format!("setting up the Citus cluster ({statement:.40})"), e)
+            // Only the text before the first literal: some statements carry the password.
+            let shown = statement.split('\'').next().unwrap_or_default();
+            Error::database(format!("setting up the Citus cluster ({shown:.40})"), e)
         })?;
     Ok(())
 }

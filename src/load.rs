@@ -93,12 +93,6 @@ async fn run_batch(
     let scripts = Scripts {
         dir: plan.sql_dir.clone(),
     };
-    let stage_script = scripts.load(transform::STAGE_SCRIPT)?;
-    let transforms = transform::TRANSFORM_SCRIPTS
-        .iter()
-        .map(|name| scripts.load(name))
-        .collect::<Result<Vec<_>>>()?;
-
     let mut conn = db.connect().await?;
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut conn)
@@ -109,6 +103,20 @@ async fn run_batch(
     if !applied.is_empty() {
         tracing::info!("applied migrations: {}", applied.join(", "));
     }
+    // On Citus (historical_stocks_data distributed) the scripts with a Citus form run in it.
+    let distributed = transform::is_distributed(&mut conn).await?;
+    if distributed {
+        tracing::info!("historical_stocks_data is distributed (Citus): running sql/citus/ forms");
+    }
+    let stage_script =
+        scripts.load(&transform::for_engine(transform::STAGE_SCRIPT, distributed))?;
+    let transforms = transform::TRANSFORM_SCRIPTS
+        .iter()
+        .map(|name| scripts.load(&transform::for_engine(name, distributed)))
+        .collect::<Result<Vec<_>>>()?;
+    let clear_script = distributed
+        .then(|| scripts.load(transform::CITUS_CLEAR_SCRIPT))
+        .transpose()?;
 
     let mut tx = conn
         .begin()
@@ -123,7 +131,7 @@ async fn run_batch(
     }
     let run_id = ledger::start_run(&mut tx, plan).await?;
     summary.run_id = Some(run_id);
-    transform::set_inputs(&mut tx, run_id, plan.basis).await?;
+    transform::set_inputs(&mut tx, run_id, plan.basis, distributed).await?;
     transform::run_script(&mut tx, &stage_script).await?;
 
     progress.set_length(entries.len() as u64);
@@ -144,11 +152,17 @@ async fn run_batch(
     summary.skipped_files = counts.skipped;
     check_limits(summary, plan.max_reject_ratio)?;
 
-    let empty_table = transform::target_is_empty(&mut tx).await?;
+    // On Citus the key is not dropped and rebuilt (DDL on the shards after this transaction's
+    // parallel reads of them): every batch takes the insert_query.sql path.
+    let empty_table = !distributed && transform::target_is_empty(&mut tx).await?;
     for script in &transforms {
         if transform::insert_variant(&script.name).is_some_and(|empty| empty != empty_table) {
             continue;
         }
+        let run = transform::run_script(&mut tx, script).await?;
+        summary.scripts.push(run);
+    }
+    if let Some(script) = &clear_script {
         let run = transform::run_script(&mut tx, script).await?;
         summary.scripts.push(run);
     }

@@ -36,7 +36,7 @@ pub const INSERT_EMPTY_SCRIPT: &str = "insert_empty.sql";
 
 /// For an insert script: whether it is the one for an empty table. `None` for other scripts.
 pub fn insert_variant(name: &str) -> Option<bool> {
-    match name {
+    match name.strip_prefix("citus/").unwrap_or(name) {
         INSERT_SCRIPT => Some(false),
         INSERT_EMPTY_SCRIPT => Some(true),
         _ => None,
@@ -70,6 +70,59 @@ pub const RECOMPUTE_SCRIPT: &str = "recompute_changes.sql";
 /// The standalone whole-table repair: recomputes every row's changes.
 pub const RECOMPUTE_ALL_SCRIPT: &str = "recompute_all_changes.sql";
 
+/// The scripts that have a Citus form in `sql/citus/` (same file name), run instead of the plain
+/// one when historical_stocks_data is a distributed table (see [`for_engine`]). Every other
+/// script runs unchanged on both engines.
+pub const CITUS_FORMS: [&str; 6] = [
+    STAGE_SCRIPT,
+    "plan_scope.sql",
+    INSERT_SCRIPT,
+    "update_changes.sql",
+    RECOMPUTE_SCRIPT,
+    RECOMPUTE_ALL_SCRIPT,
+];
+
+/// Runs last in a load on Citus: empties the distributed staging tables again.
+pub const CITUS_CLEAR_SCRIPT: &str = "citus/clear_stage.sql";
+
+/// Run by `stockload migrate --distributed`: puts the schema on a Citus cluster.
+pub const DISTRIBUTE_SCRIPT: &str = "citus/distribute.sql";
+
+/// The script to run for `name`: its Citus form (`citus/NAME`) on a distributed table,
+/// otherwise `name` itself.
+pub fn for_engine(name: &str, distributed: bool) -> String {
+    if distributed && CITUS_FORMS.contains(&name) {
+        format!("citus/{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// True when historical_stocks_data is a Citus distributed table (the citus extension is there
+/// and the table is in its metadata); then the load runs the scripts' Citus forms.
+pub async fn is_distributed(conn: &mut PgConnection) -> Result<bool> {
+    let has_citus: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| Error::database("looking for the citus extension", e))?;
+    if !has_citus {
+        return Ok(false);
+    }
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition \
+         WHERE logicalrelid = to_regclass('historical_stocks_data') AND partmethod = 'h')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| {
+        Error::database(
+            "asking Citus whether historical_stocks_data is distributed",
+            e,
+        )
+    })
+}
+
 /// One script's text and where it came from.
 #[derive(Debug, Clone)]
 pub struct Script {
@@ -101,14 +154,17 @@ pub struct ScriptRun {
     pub millis: u64,
 }
 
-/// The user-facing scripts (top level of `sql/`), sorted by name.
+/// The user-facing scripts (top level of `sql/`, then the Citus forms in `sql/citus/`), sorted
+/// by name.
 pub fn list() -> Vec<&'static str> {
+    let citus = SQL_DIR.get_dir("citus").into_iter().flat_map(|d| d.files());
     let mut names: Vec<&str> = SQL_DIR
         .files()
+        .chain(citus)
         .filter_map(|f| f.path().to_str())
         .filter(|name| name.ends_with(".sql"))
         .collect();
-    names.sort_unstable();
+    names.sort_unstable_by_key(|name| (name.contains('/'), *name));
     names
 }
 
@@ -153,7 +209,30 @@ impl Scripts {
 /// Passes the run's inputs to the scripts as transaction-local settings: `stockload.run_id`
 /// (record_rejects.sql, the ledger) and `stockload.change_basis` (insert_query.sql,
 /// update_changes.sql). Must run inside the load transaction, before the first script.
-pub async fn set_inputs(conn: &mut PgConnection, run_id: i64, basis: ChangeBasis) -> Result<()> {
+///
+/// On Citus (`distributed`) the settings are made with `SET LOCAL` and
+/// `citus.propagate_set_commands = 'local'`, so the statements Citus runs on the workers see them
+/// too (a `set_config` call is not propagated).
+pub async fn set_inputs(
+    conn: &mut PgConnection,
+    run_id: i64,
+    basis: ChangeBasis,
+    distributed: bool,
+) -> Result<()> {
+    if distributed {
+        // Both values are ours (a number and one of two fixed words): nothing to quote.
+        let statements = format!(
+            "SET LOCAL citus.propagate_set_commands = 'local'; \
+             SET LOCAL stockload.run_id = '{run_id}'; \
+             SET LOCAL stockload.change_basis = '{}'",
+            basis.as_str()
+        );
+        sqlx::raw_sql(AssertSqlSafe(statements))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| Error::database("setting the run's inputs for the scripts", e))?;
+        return Ok(());
+    }
     sqlx::query("SELECT set_config('stockload.run_id', $1, true), set_config('stockload.change_basis', $2, true)")
         .bind(run_id.to_string())
         .bind(basis.as_str())
@@ -201,5 +280,27 @@ mod tests {
         }
         assert!(list().contains(&"insert_query.sql"));
         assert_eq!(embedded("insert_query"), embedded("insert_query.sql"));
+    }
+
+    #[test]
+    fn every_citus_form_is_embedded_documented_and_chosen_only_on_citus() {
+        for name in CITUS_FORMS
+            .iter()
+            .chain([&"distribute.sql", &"clear_stage.sql"])
+        {
+            let citus = format!("citus/{name}");
+            let text = embedded(&citus).unwrap_or_else(|| panic!("{citus} is not embedded"));
+            assert!(text.starts_with("-- "), "{citus} must open with a comment");
+            assert!(text.contains("Reads"), "{citus} must say what it reads");
+        }
+        assert_eq!(for_engine("plan_scope.sql", true), "citus/plan_scope.sql");
+        assert_eq!(for_engine("plan_scope.sql", false), "plan_scope.sql");
+        assert_eq!(for_engine("record_rejects.sql", true), "record_rejects.sql");
+        assert_eq!(
+            insert_variant(&for_engine(INSERT_SCRIPT, true)),
+            Some(false)
+        );
+        assert_eq!(embedded(DISTRIBUTE_SCRIPT), embedded("citus/distribute"));
+        assert!(list().contains(&"citus/plan_scope.sql"));
     }
 }

@@ -373,7 +373,9 @@ async fn a_failing_transform_script_leaves_the_table_as_it_was() {
         if name == "update_changes.sql" {
             text.push_str("\nSELECT 1 / 0;\n");
         }
-        std::fs::write(scripts.path().join(name), text).unwrap();
+        let path = scripts.path().join(name); // citus/… forms in their subfolder
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
     }
     let second = Batch::new(
         &[(

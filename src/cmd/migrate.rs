@@ -1,12 +1,14 @@
-//! `stockload migrate`: apply the embedded refinery migrations (idempotent).
+//! `stockload migrate`: apply the embedded refinery migrations (idempotent); with
+//! `--distributed`, then put the schema on a Citus cluster (`sql/citus/distribute.sql`).
 
-use crate::cli::DbArgs;
+use crate::cli::MigrateArgs;
 use crate::db;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::transform::{self, Script};
 
 /// Applies what is missing and says what it did.
-pub(crate) async fn run(args: DbArgs) -> Result<bool> {
-    let db = super::database(&args)?;
+pub(crate) async fn run(args: MigrateArgs) -> Result<bool> {
+    let db = super::database(&args.db)?;
     let mut conn = db.connect().await?;
     let applied = db::migrate(&mut conn).await?;
     if applied.is_empty() {
@@ -16,5 +18,36 @@ pub(crate) async fn run(args: DbArgs) -> Result<bool> {
             println!("applied {name}");
         }
     }
+    if args.distributed {
+        distribute(&mut conn).await?;
+        println!(
+            "{}: historical_stocks_data is distributed by company_name; the ledger tables are reference tables",
+            db.display()
+        );
+    }
     Ok(true)
+}
+
+/// Runs `sql/citus/distribute.sql`, after checking that the database is a Citus coordinator.
+async fn distribute(conn: &mut sqlx::PgConnection) -> Result<()> {
+    let has_citus: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| Error::database("looking for the citus extension", e))?;
+    if !has_citus {
+        return Err(Error::Config(
+            "--distributed needs a Citus coordinator: the database has no citus extension \
+             (CREATE EXTENSION citus, and add the workers with citus_add_node)"
+                .into(),
+        ));
+    }
+    let text = transform::embedded(transform::DISTRIBUTE_SCRIPT)
+        .ok_or_else(|| Error::Config("citus/distribute.sql is not embedded".into()))?;
+    let script = Script {
+        name: transform::DISTRIBUTE_SCRIPT.to_string(),
+        text: text.to_string(),
+    };
+    transform::run_script(conn, &script).await?;
+    Ok(())
 }

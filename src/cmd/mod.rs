@@ -46,7 +46,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
         #[cfg(feature = "aws")]
         Command::Bucket(command) => bucket::run(command).await,
         #[cfg(feature = "dev-tools")]
-        Command::DevPostgres => dev_postgres::run().await,
+        Command::DevPostgres(args) => dev_postgres::run(args).await,
         #[cfg(feature = "dev-tools")]
         Command::Sample(args) => sample::run(args),
     }
