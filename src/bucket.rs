@@ -7,8 +7,8 @@ use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 
 use crate::aws::Aws;
 use crate::error::Result;
-use crate::source::s3::{s3_error, s3_error_with};
-use crate::source::{Location, Reader};
+use crate::storage::s3::{s3_error, s3_error_with};
+use crate::storage::{Location, Storage};
 use crate::transform;
 
 /// The folders of the source bucket.
@@ -52,7 +52,7 @@ pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
             }
         }
     }
-    let storage = Reader::new(Some(aws.clone()));
+    let storage = Storage::new(Some(aws.clone()));
     for folder in FOLDERS {
         storage.write(&object(bucket, folder), Vec::new()).await?;
         done.push(format!("s3://{bucket}/{folder}"));
@@ -64,7 +64,7 @@ pub async fn init(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
 /// Uploads every embedded SQL script to `Scripts/` (what a SqlActivity's scriptUri points at).
 pub async fn upload_scripts(aws: &Aws, bucket: &str) -> Result<Vec<String>> {
     let mut done = Vec::new();
-    let storage = Reader::new(Some(aws.clone()));
+    let storage = Storage::new(Some(aws.clone()));
     for name in transform::list() {
         let text = transform::embedded(name).unwrap_or_default();
         let key = format!("Scripts/{name}");

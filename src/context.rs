@@ -11,15 +11,15 @@ use crate::error::{Error, Result};
 use crate::load::{self, Report, RunStatus};
 use crate::notify::{self, Notice, Target};
 use crate::plan::Plan;
-use crate::source::Reader;
+use crate::storage::Storage;
 
 /// Shared run settings.
 #[derive(Clone)]
 pub struct Context {
     /// The database.
     pub db: Db,
-    /// Local and S3 reads.
-    pub reader: Reader,
+    /// Local folders and S3.
+    pub storage: Storage,
     /// AWS clients, when anything needs them.
     pub aws: Option<Aws>,
     /// Notification targets.
@@ -33,7 +33,7 @@ impl Context {
     pub fn new(db: Db, aws: Option<Aws>, targets: Vec<Target>, notify_name: String) -> Context {
         Context {
             db,
-            reader: Reader::new(aws.clone()),
+            storage: Storage::new(aws.clone()),
             aws,
             targets,
             notify_name,
@@ -43,7 +43,7 @@ impl Context {
     /// Runs one load and sends its notice to every target exactly once. A run that found its
     /// marker already loaded did nothing and sends nothing.
     pub async fn run(&self, plan: &Plan, progress: &ProgressBar) -> Report {
-        let report = load::run(&self.db, &self.reader, plan, progress).await;
+        let report = load::run(&self.db, &self.storage, plan, progress).await;
         if report.summary.status != RunStatus::AlreadyLoaded {
             let notice = Notice::from_summary(&self.notify_name, &report.summary);
             notify::send_all(&self.targets, &notice, self.aws.as_ref()).await;

@@ -332,7 +332,7 @@ mod tests {
                 .build(),
         );
         let raw = HttpResponse::new(404.try_into().unwrap(), SdkBody::empty());
-        let err = crate::source::s3::s3_error(
+        let err = crate::storage::s3::s3_error(
             "get",
             "bucket",
             "Stocks/AAPL.csv",

@@ -12,9 +12,9 @@ use crate::error::{Error, Result};
 use crate::ledger;
 use crate::plan::Plan;
 use crate::shutdown;
-use crate::source::index::parse_index;
-use crate::source::Reader;
 use crate::stage;
+use crate::storage::index::parse_index;
+use crate::storage::Storage;
 pub use crate::summary::{RunStatus, Summary};
 use crate::transform::{self, Scripts};
 
@@ -29,7 +29,7 @@ pub struct Report {
 
 /// Does one run. Never panics on bad input; a failed run leaves the data as it was and is
 /// recorded in load_runs (when the database is reachable).
-pub async fn run(db: &Db, reader: &Reader, plan: &Plan, progress: &ProgressBar) -> Report {
+pub async fn run(db: &Db, reader: &Storage, plan: &Plan, progress: &ProgressBar) -> Report {
     let started = Instant::now();
     let mut summary = Summary::new(plan);
     // The server process of the load's connection, so a stop signal can cancel its statement.
@@ -75,7 +75,7 @@ pub async fn run(db: &Db, reader: &Reader, plan: &Plan, progress: &ProgressBar) 
 
 async fn run_batch(
     db: &Db,
-    reader: &Reader,
+    reader: &Storage,
     plan: &Plan,
     progress: &ProgressBar,
     summary: &mut Summary,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::source::Location;
+use crate::storage::Location;
 
 /// Name of the companies index inside a batch folder when none is given (`watch`, the queue).
 pub const DEFAULT_INDEX_NAME: &str = "top_companies.txt";

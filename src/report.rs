@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, Row};
 
 use crate::error::{Error, Result};
-use crate::source::{Location, Reader, Sink};
+use crate::storage::{Location, Sink, Storage};
 
 /// The stats row, as text (numerics keep their exact decimal form).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -85,7 +85,7 @@ pub async fn rejects(
 }
 
 /// Streams the table, as the export CSV, to a local file or an S3 object; returns bytes written.
-pub async fn export(conn: &mut PgConnection, target: &Location, reader: &Reader) -> Result<u64> {
+pub async fn export(conn: &mut PgConnection, target: &Location, reader: &Storage) -> Result<u64> {
     let mut sink = reader.create(target).await?;
     match copy_out(conn, &mut sink).await {
         Ok(written) => {

@@ -9,8 +9,8 @@ use sqlx::PgConnection;
 
 use crate::error::{describe_sqlx, Error, Result};
 use crate::parse::{parse_file, skipped_file, Outcome, ParsedFile};
-use crate::source::index::Entry;
-use crate::source::{FileRead, Location, Reader};
+use crate::storage::index::Entry;
+use crate::storage::{FileRead, Location, Storage};
 
 /// The staging table's columns, in the order `parse` writes them.
 const COPY_STATEMENT: &str = "COPY stockload_stage (company_name, line, stock_date, open_value, \
@@ -50,7 +50,7 @@ struct StreamMap {
 /// Streams every listed file into `stockload_stage`. On any error the COPY is aborted.
 pub async fn stage_files(
     conn: &mut PgConnection,
-    reader: &Reader,
+    reader: &Storage,
     source: &Location,
     entries: &[Entry],
     concurrency: usize,
@@ -109,7 +109,7 @@ pub async fn stage_files(
 }
 
 async fn read_and_parse(
-    reader: &Reader,
+    reader: &Storage,
     source: &Location,
     entry: &Entry,
     index: usize,
@@ -167,7 +167,7 @@ async fn copy_error(
     map: &StreamMap,
     entries: &[Entry],
     source: &Location,
-    reader: &Reader,
+    reader: &Storage,
 ) -> Error {
     let reason = describe_sqlx(&err);
     let stream_line = match &err {

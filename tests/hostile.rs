@@ -323,7 +323,8 @@ async fn a_file_over_the_size_limit_is_skipped_unread() {
     let batch = Batch::new(&[("GOOD.csv", &good_file())], "GOOD.csv\nHUGE.csv");
     // Sparse: the size is over the limit without writing it.
     let huge = std::fs::File::create(batch.stocks.join("HUGE.csv")).unwrap();
-    huge.set_len(stockload::source::MAX_FILE_BYTES + 1).unwrap();
+    huge.set_len(stockload::storage::MAX_FILE_BYTES + 1)
+        .unwrap();
     let report = db.load(&batch, Default::default()).await;
     assert!(report.error.is_none(), "{:?}", report.error);
     let skipped = &report.summary.skipped_files;

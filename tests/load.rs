@@ -480,8 +480,8 @@ fn sample_batch(dir: &std::path::Path, rows: usize, seed: u64) -> stockload::pla
     };
     let batch = stockload::sample::generate(dir, &spec).unwrap();
     stockload::plan::Plan::new(
-        stockload::source::Location::Local(batch.stocks),
-        stockload::source::Location::Local(batch.companies),
+        stockload::storage::Location::Local(batch.stocks),
+        stockload::storage::Location::Local(batch.companies),
     )
 }
 

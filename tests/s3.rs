@@ -213,7 +213,7 @@ async fn large_uploads_go_multipart_and_arrive_whole() {
     let data: Vec<u8> = (0..(20 * 1024 * 1024 + 12345))
         .map(|i: u32| (i % 251) as u8)
         .collect();
-    let mut upload = stockload::source::s3::Upload::new(&aws.s3, &bucket, "big.bin");
+    let mut upload = stockload::storage::s3::Upload::new(&aws.s3, &bucket, "big.bin");
     for chunk in data.chunks(1_000_003) {
         upload.write(chunk).await.unwrap();
     }
@@ -246,16 +246,16 @@ async fn bucket_init_lays_out_the_source_bucket_and_can_run_twice() {
             .unwrap();
         assert!(output.status.success(), "{}", text(&output));
     }
-    let keys: Vec<String> = stockload::source::Reader::new(Some(aws.clone()))
+    let keys: Vec<String> = stockload::storage::Storage::new(Some(aws.clone()))
         .list(
-            &stockload::source::Location::parse(&format!("s3://{bucket}")).unwrap(),
+            &stockload::storage::Location::parse(&format!("s3://{bucket}")).unwrap(),
             "",
         )
         .await
         .unwrap()
         .into_iter()
         .map(|listed| match listed.location {
-            stockload::source::Location::S3 { key, .. } => key,
+            stockload::storage::Location::S3 { key, .. } => key,
             other => panic!("{other}"),
         })
         .collect();

@@ -7,7 +7,7 @@ use crate::cli::DemoArgs;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
-use crate::source::{Location, Reader};
+use crate::storage::{Location, Storage};
 use crate::{devdb, load, report, sample};
 
 /// Runs the whole job on a throwaway PostgreSQL (or DATABASE_URL) with a generated batch.
@@ -48,7 +48,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<bool> {
         Location::Local(batch.stocks.clone()),
         Location::Local(batch.companies.clone()),
     );
-    let report = load::run(&db, &Reader::new(None), &plan, &super::progress_bar(true)).await;
+    let report = load::run(&db, &Storage::new(None), &plan, &super::progress_bar(true)).await;
     println!();
     print!("{}", report.summary);
     let mut conn = db.connect().await?;

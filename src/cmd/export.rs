@@ -4,7 +4,7 @@ use crate::cli::ExportArgs;
 use crate::db;
 use crate::error::Result;
 use crate::report;
-use crate::source::Location;
+use crate::storage::Location;
 
 /// Streams the table to the target and says how much it wrote.
 pub(crate) async fn run(args: ExportArgs) -> Result<bool> {

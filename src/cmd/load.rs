@@ -3,7 +3,7 @@
 use crate::cli::LoadArgs;
 use crate::context::Context;
 use crate::error::Result;
-use crate::source::Location;
+use crate::storage::Location;
 use crate::summary::Summary;
 
 /// Plans the run, builds its context (notifying a configuration error), runs it, prints the

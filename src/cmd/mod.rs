@@ -28,7 +28,7 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::logging::{log_format, LogFormat};
 use crate::plan::Plan;
-use crate::source::{Location, Reader};
+use crate::storage::{Location, Storage};
 
 /// Runs one command line. `Ok(false)` means the command ran and reports failure (a failed load).
 pub async fn run(cli: Cli) -> Result<bool> {
@@ -74,13 +74,13 @@ pub fn run_plan(args: &cli::RunArgs, source: Location, companies: Location) -> R
 }
 
 /// A reader that can reach S3 when any of `locations` is in S3.
-pub async fn reader_for(locations: &[&Location], args: &cli::AwsArgs) -> Result<Reader> {
+pub async fn reader_for(locations: &[&Location], args: &cli::AwsArgs) -> Result<Storage> {
     match locations.iter().find(|l| l.is_s3()) {
         Some(s3) => {
             let aws = crate::aws::load_for(&s3.to_string(), &aws_options(args)).await?;
-            Ok(Reader::new(Some(aws)))
+            Ok(Storage::new(Some(aws)))
         }
-        None => Ok(Reader::new(None)),
+        None => Ok(Storage::new(None)),
     }
 }
 

@@ -23,11 +23,11 @@ pub(crate) async fn run(args: DefinitionArgs) -> Result<bool> {
 async fn upload(aws: &crate::cli::AwsArgs, bucket: &str, json: String) -> Result<()> {
     let aws = crate::aws::load_for("--upload", &super::aws_options(aws)).await?;
     let key = pipeline::DEFAULT_DEFINITION_KEY;
-    let target = crate::source::Location::S3 {
+    let target = crate::storage::Location::S3 {
         bucket: bucket.to_string(),
         key: key.to_string(),
     };
-    crate::source::Reader::new(Some(aws))
+    crate::storage::Storage::new(Some(aws))
         .write(&target, json.into_bytes())
         .await?;
     tracing::info!("uploaded to s3://{bucket}/{key}");

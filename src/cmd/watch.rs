@@ -7,7 +7,7 @@ use crate::cli::WatchArgs;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::plan::DEFAULT_INDEX_NAME;
-use crate::source::Location;
+use crate::storage::Location;
 use crate::trigger;
 
 /// Watches a folder, a bucket prefix or a queue until stopped (or once).

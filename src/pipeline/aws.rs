@@ -23,7 +23,7 @@ use super::{to_api_objects, validate, Definition, ENDPOINT_PARAMETER, PASSWORD_P
 use crate::aws::{aws_error, Aws};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
-use crate::source::{Location, Reader};
+use crate::storage::{Location, Storage};
 
 /// Tag on each pipeline we create: which marker started it.
 pub(crate) const MARKER_TAG: &str = "stockload:marker";
@@ -320,7 +320,7 @@ pub(crate) async fn start<P: PipelineApi>(
     activation: impl Future<Output = Result<Option<Activation>>>,
 ) -> Result<String> {
     // Read and check the definition first: a bad one must not cost us the current pipeline.
-    let bytes = Reader::new(Some(aws.clone()))
+    let bytes = Storage::new(Some(aws.clone()))
         .read_required(location)
         .await?;
     let text = String::from_utf8(bytes)

@@ -27,7 +27,7 @@ use crate::plan::{
     DEFAULT_STOCKS_PREFIX, DEFAULT_WORK_MEM,
 };
 use crate::secret::Secret;
-use crate::source::Location;
+use crate::storage::Location;
 
 /// What the handler does on a marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

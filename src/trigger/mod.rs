@@ -24,7 +24,7 @@ use aws_lambda_events::event::s3::S3Event;
 
 #[cfg(feature = "aws")]
 use crate::aws::describe_sdk_error;
-use crate::source::{Listed, Location, Version};
+use crate::storage::{Listed, Location, Version};
 
 /// Files whose name ends with this mark a batch as complete.
 pub const MARKER_SUFFIX: &str = ".SUCCESS";

@@ -25,7 +25,7 @@ use crate::ledger;
 use crate::load::RunStatus;
 use crate::notify::{self, Notice};
 use crate::plan::Plan;
-use crate::source::Location;
+use crate::storage::Location;
 
 /// How to consume.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::ledger;
 use crate::load::RunStatus;
 use crate::plan::Plan;
-use crate::source::Location;
+use crate::storage::Location;
 
 /// How to watch.
 #[derive(Debug, Clone)]
@@ -159,7 +159,7 @@ async fn poll(
 /// Every marker under the monitored location, ordered by id.
 pub async fn find_markers(ctx: &Context, monitored: &Location) -> Result<Vec<FoundMarker>> {
     let mut markers: Vec<FoundMarker> = ctx
-        .reader
+        .storage
         .list(monitored, MARKER_SUFFIX)
         .await?
         .iter()

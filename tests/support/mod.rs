@@ -13,7 +13,7 @@ use stockload::db::Db;
 use stockload::devdb::TempCluster;
 use stockload::load::{self, Report};
 use stockload::plan::{ChangeBasis, Plan};
-use stockload::source::{Location, Reader};
+use stockload::storage::{Location, Storage};
 
 pub mod services;
 
@@ -159,7 +159,7 @@ impl TestDb {
     pub async fn load_plan(&self, plan: &Plan) -> Report {
         load::run(
             &self.db(),
-            &Reader::new(None),
+            &Storage::new(None),
             plan,
             &indicatif::ProgressBar::hidden(),
         )

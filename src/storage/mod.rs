@@ -1,5 +1,6 @@
-//! Where a batch's bytes come from: a local folder or an S3 prefix, behind one type, so the rest of
-//! the pipeline never knows which.
+//! Local folders and S3 prefixes behind one type, [`Storage`]: read (company files, the index),
+//! list (watch's markers) and write (bucket files, the definition, the streamed export), so the rest
+//! of the code never matches on which.
 
 pub mod index;
 #[cfg(feature = "aws")]
@@ -152,7 +153,7 @@ async fn read_local_listed(path: &std::path::Path, max_bytes: u64) -> FileRead {
     FileRead::Bytes(bytes)
 }
 
-/// One file found by [`Reader::list`], with what tells two versions of it apart.
+/// One file found by [`Storage::list`], with what tells two versions of it apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     /// Where it is (local paths canonical).
@@ -213,7 +214,7 @@ fn list_local(dir: &std::path::Path, suffix: &str) -> Result<Vec<Listed>> {
     Ok(found)
 }
 
-/// A file being written by [`Reader::create`]: a local file under a temporary name, renamed when
+/// A file being written by [`Storage::create`]: a local file under a temporary name, renamed when
 /// complete (a failed write never leaves a truncated file), or an S3 object (multipart when large).
 pub enum Sink<'c> {
     /// A local file.
@@ -282,18 +283,19 @@ impl Sink<'_> {
     }
 }
 
-/// Reads files from local disk or S3. Cheap to clone; the S3 client is built only when an
-/// `s3://` location is used, so purely local runs need no AWS configuration at all.
+/// The one storage type: reads, lists and writes files in local folders and S3. Cheap to clone;
+/// the S3 client is built only when an `s3://` location is used, so purely local runs need no AWS
+/// configuration at all.
 #[derive(Clone, Default)]
-pub struct Reader {
+pub struct Storage {
     #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     aws: Option<Aws>,
 }
 
-impl Reader {
+impl Storage {
     /// A reader for local files, and for S3 when `aws` is given.
-    pub fn new(aws: Option<Aws>) -> Reader {
-        Reader { aws }
+    pub fn new(aws: Option<Aws>) -> Storage {
+        Storage { aws }
     }
 
     /// Reads a whole file; `Ok(None)` when it does not exist.
@@ -442,7 +444,7 @@ mod tests {
     #[tokio::test]
     async fn local_write_list_and_create_go_through_one_storage() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Reader::new(None);
+        let storage = Storage::new(None);
         let root = Location::Local(dir.path().to_path_buf());
         storage
             .write(&root.join("day1/.SUCCESS"), b"x".to_vec())
