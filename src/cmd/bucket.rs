@@ -13,7 +13,7 @@ pub(crate) async fn run(command: BucketCommand) -> Result<bool> {
         BucketCommand::NotifyQueue(a) => (&a.bucket, &a.aws),
     };
     let bucket = super::bucket_name(args)?;
-    let aws = Aws::load(&super::aws_options(aws_args)).await;
+    let aws = Aws::load(&aws_args.options()).await;
     let done = match &command {
         BucketCommand::Init(_) => bucket::init(&aws, &bucket).await?,
         BucketCommand::UploadScripts(_) => bucket::upload_scripts(&aws, &bucket).await?,

@@ -8,7 +8,7 @@ use crate::storage::Location;
 
 /// Streams the table to the target and says how much it wrote.
 pub(crate) async fn run(args: ExportArgs) -> Result<bool> {
-    let db = super::database(&args.db)?;
+    let db = args.db.db()?;
     let target = Location::parse(&args.to)?;
     let mut conn = db.connect().await?;
     db::check_schema(&mut conn).await?;

@@ -8,7 +8,7 @@ use crate::transform::{self, Script};
 
 /// Applies what is missing and says what it did.
 pub(crate) async fn run(args: MigrateArgs) -> Result<bool> {
-    let db = super::database(&args.db)?;
+    let db = args.db.db()?;
     let mut conn = db.connect().await?;
     let applied = db::migrate(&mut conn).await?;
     if applied.is_empty() {

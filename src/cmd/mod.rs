@@ -22,9 +22,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::aws::AwsOptions;
-use crate::cli::{self, Cli, Command, DbArgs};
-use crate::db::Db;
+use crate::cli::{self, Cli, Command};
 use crate::error::{Error, Result};
 use crate::logging::{log_format, LogFormat};
 use crate::plan::Plan;
@@ -52,11 +50,6 @@ pub async fn run(cli: Cli) -> Result<bool> {
     }
 }
 
-/// The database from connection flags/environment.
-pub fn database(args: &DbArgs) -> Result<Db> {
-    args.db()
-}
-
 /// Validates run flags into a plan for `source` and `companies`.
 pub fn run_plan(args: &cli::RunArgs, source: Location, companies: Location) -> Result<Plan> {
     if !(0.0..=1.0).contains(&args.max_reject_ratio) {
@@ -77,7 +70,7 @@ pub fn run_plan(args: &cli::RunArgs, source: Location, companies: Location) -> R
 pub async fn reader_for(locations: &[&Location], args: &cli::AwsArgs) -> Result<Storage> {
     match locations.iter().find(|l| l.is_s3()) {
         Some(s3) => {
-            let aws = crate::aws::load_for(&s3.to_string(), &aws_options(args)).await?;
+            let aws = crate::aws::load_for(&s3.to_string(), &args.options()).await?;
             Ok(Storage::new(Some(aws)))
         }
         None => Ok(Storage::new(None)),
@@ -93,11 +86,6 @@ pub fn bucket_name(uri: &str) -> Result<String> {
             "{uri:?} is not a bucket: write s3://BUCKET"
         ))),
     }
-}
-
-/// The AWS client options of `--s3-endpoint` and friends.
-pub(crate) fn aws_options(args: &cli::AwsArgs) -> AwsOptions {
-    args.options()
 }
 
 /// A progress bar on stderr when it is a terminal (files done, rows read, files/s).

@@ -13,7 +13,7 @@ pub(crate) async fn run(args: NotifyTestArgs) -> Result<bool> {
         ));
     }
     let aws = if notify::needs_aws(&targets) {
-        Some(crate::aws::load_for("an SNS target", &super::aws_options(&args.aws)).await?)
+        Some(crate::aws::load_for("an SNS target", &args.aws.options()).await?)
     } else {
         None
     };

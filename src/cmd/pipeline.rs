@@ -21,7 +21,7 @@ pub(crate) async fn run(args: DefinitionArgs) -> Result<bool> {
 /// Puts the definition where the Lambda reads it (`s3://BUCKET/pipeline_definition.json`).
 #[cfg(feature = "aws")]
 async fn upload(aws: &crate::cli::AwsArgs, bucket: &str, json: String) -> Result<()> {
-    let aws = crate::aws::load_for("--upload", &super::aws_options(aws)).await?;
+    let aws = crate::aws::load_for("--upload", &aws.options()).await?;
     let key = pipeline::DEFAULT_DEFINITION_KEY;
     let target = crate::storage::Location::S3 {
         bucket: bucket.to_string(),

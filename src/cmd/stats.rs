@@ -7,7 +7,7 @@ use crate::report;
 
 /// Prints the stats, as text or JSON.
 pub(crate) async fn run(args: StatsArgs) -> Result<bool> {
-    let db = super::database(&args.db)?;
+    let db = args.db.db()?;
     let mut conn = db.connect().await?;
     db::check_schema(&mut conn).await?;
     let stats = report::stats(&mut conn).await?;

@@ -1,22 +1,28 @@
 //! S3 reads and writes for sources, index files and exports, through aws-sdk-s3.
 
-use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::Client;
 
 use crate::aws::{describe_sdk_error, SdkFailure};
 use crate::error::{BoxError, Error, Result};
 
-/// Reads a whole object; `Ok(None)` when the key does not exist. A missing bucket is an error.
-pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
-    let response = match client.get_object().bucket(bucket).key(key).send().await {
-        Ok(response) => response,
-        Err(err) => {
-            if let Some(GetObjectError::NoSuchKey(_)) = err.as_service_error() {
-                return Ok(None);
-            }
-            return Err(s3_error("get", bucket, key, err));
+/// GetObject: the response, `None` when the key does not exist, or the SDK's error.
+async fn get_object(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> std::result::Result<Option<GetObjectOutput>, SdkFailure<GetObjectError>> {
+    match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(response) => Ok(Some(response)),
+        Err(err) if matches!(err.as_service_error(), Some(GetObjectError::NoSuchKey(_))) => {
+            Ok(None)
         }
-    };
+        Err(err) => Err(err),
+    }
+}
+
+/// The whole body of a GetObject response.
+async fn body(response: GetObjectOutput, bucket: &str, key: &str) -> Result<Vec<u8>> {
     let bytes = response.body.collect().await.map_err(|err| {
         s3_error_with(
             "get",
@@ -26,7 +32,16 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<
             err,
         )
     })?;
-    Ok(Some(bytes.to_vec()))
+    Ok(bytes.to_vec())
+}
+
+/// Reads a whole object; `Ok(None)` when the key does not exist. A missing bucket is an error.
+pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    match get_object(client, bucket, key).await {
+        Ok(Some(response)) => Ok(Some(body(response, bucket, key).await?)),
+        Ok(None) => Ok(None),
+        Err(err) => Err(s3_error("get", bucket, key, err)),
+    }
 }
 
 /// Reads one listed company file: missing and access-denied objects and objects over `max_bytes`
@@ -39,19 +54,19 @@ pub async fn get_listed(
     max_bytes: u64,
 ) -> Result<super::FileRead> {
     use super::FileRead;
-    let response = match client.get_object().bucket(bucket).key(key).send().await {
-        Ok(response) => response,
+    let response = match get_object(client, bucket, key).await {
+        Ok(Some(response)) => response,
+        Ok(None) => return Ok(FileRead::Missing),
         Err(err) => {
-            if let Some(service) = err.as_service_error() {
-                if let GetObjectError::NoSuchKey(_) = service {
-                    return Ok(FileRead::Missing);
-                }
-                if aws_sdk_s3::error::ProvideErrorMetadata::code(service) == Some("AccessDenied") {
-                    return Ok(FileRead::Unusable(format!(
-                        "cannot read: {}",
-                        describe_sdk_error(&err)
-                    )));
-                }
+            let denied = err
+                .as_service_error()
+                .and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
+                == Some("AccessDenied");
+            if denied {
+                return Ok(FileRead::Unusable(format!(
+                    "cannot read: {}",
+                    describe_sdk_error(&err)
+                )));
             }
             return Err(s3_error("get", bucket, key, err));
         }
@@ -60,16 +75,7 @@ pub async fn get_listed(
     if size > max_bytes {
         return Ok(FileRead::Unusable(super::too_large(size, max_bytes)));
     }
-    let bytes = response.body.collect().await.map_err(|err| {
-        s3_error_with(
-            "get",
-            bucket,
-            key,
-            format!("reading the body failed: {err}"),
-            err,
-        )
-    })?;
-    Ok(FileRead::Bytes(bytes.to_vec()))
+    Ok(FileRead::Bytes(body(response, bucket, key).await?))
 }
 
 /// Checks that the bucket exists and can be listed under `prefix`.
