@@ -1,31 +1,44 @@
--- insert_empty.sql — step 4 of a load when historical_stocks_data holds no row at all (the first
--- load, a reload after TRUNCATE), instead of insert_query.sql.
--- Reads: stockload_stage, stockload_scope, setting stockload.change_basis.
--- Writes: historical_stocks_data — every row of the batch, with its value_change and
--- daily_percent_change — and its primary key, rebuilt after the rows are written: one sorted
--- index build instead of one index insertion per row (measured ~20% faster on 2.5 M rows).
--- All inside the load's transaction: a failure rolls back the rows and the key together, and a
--- duplicate key would fail ADD PRIMARY KEY (and so the run) rather than be stored. stockload
--- runs it only after seeing the table empty under a SHARE lock (no other writer can add rows
--- meanwhile); dropping the key takes ACCESS EXCLUSIVE, so readers wait for the commit instead of
--- reading a half-loaded table.
-ALTER TABLE historical_stocks_data DROP CONSTRAINT historical_stocks_data_pkey;
+-- insert_empty.sql — step 4 of a load into an empty historical_stocks_data (the first load, a
+-- reload after TRUNCATE), instead of plan_scope.sql, insert_query.sql and update_changes.sql.
+-- Runs once per staging chunk, after record_rejects.sql: stockload_stage is then a view of the
+-- chunk (stockload_work.stage_<run>_<n>), which holds whole companies only, so every company's
+-- window sees all of its rows. The key is dropped before the first chunk (drop_key.sql) and
+-- rebuilt after the last (add_key.sql).
+-- Reads: stockload_stage, settings stockload.run_id and stockload.change_basis.
+-- Writes: historical_stocks_data — every row of the chunk, with its value_change and
+-- daily_percent_change — and load_run_scope (each company's first day, for the scoped follow-up).
+-- The table is empty, so no company has a stored close before the batch: lag's default is NULL.
+-- One statement per change basis, the basis written out: the planner folds the formulas' CASE
+-- for a constant basis, and the other statement's one-time filter makes it do nothing.
 
 INSERT INTO historical_stocks_data
     (stock_date, open_value, high_value, low_value, close_value, volume_traded,
      daily_percent_change, value_change, company_name)
 SELECT w.stock_date, w.open_value, w.high_value, w.low_value, w.close_value, w.volume_traded,
-       stockload_percent_change(p.basis, w.open_value, w.close_value, w.previous_close),
-       stockload_value_change(p.basis, w.open_value, w.close_value, w.previous_close),
+       stockload_percent_change('previous-close', w.open_value, w.close_value, w.previous_close),
+       stockload_value_change('previous-close', w.open_value, w.close_value, w.previous_close),
        w.company_name
 FROM (SELECT s.company_name, s.stock_date, s.open_value, s.high_value, s.low_value,
              s.close_value, s.volume_traded,
-             lag(s.close_value, 1, sc.seed_close)
-                 OVER (PARTITION BY s.company_name ORDER BY s.stock_date) AS previous_close
+             lag(s.close_value) OVER (PARTITION BY s.company_name ORDER BY s.stock_date)
+                 AS previous_close
       FROM stockload_stage AS s
-      JOIN stockload_scope AS sc USING (company_name)
       WHERE s.reject_kind IS NULL) AS w
-CROSS JOIN (SELECT current_setting('stockload.change_basis') AS basis) AS p;
+WHERE current_setting('stockload.change_basis') = 'previous-close';
 
-ALTER TABLE historical_stocks_data
-    ADD CONSTRAINT historical_stocks_data_pkey PRIMARY KEY (company_name, stock_date);
+INSERT INTO historical_stocks_data
+    (stock_date, open_value, high_value, low_value, close_value, volume_traded,
+     daily_percent_change, value_change, company_name)
+SELECT s.stock_date, s.open_value, s.high_value, s.low_value, s.close_value, s.volume_traded,
+       stockload_percent_change('intraday', s.open_value, s.close_value, NULL),
+       stockload_value_change('intraday', s.open_value, s.close_value, NULL),
+       s.company_name
+FROM stockload_stage AS s
+WHERE s.reject_kind IS NULL
+  AND current_setting('stockload.change_basis') = 'intraday';
+
+INSERT INTO load_run_scope (run_id, company_name, first_date)
+SELECT current_setting('stockload.run_id')::bigint, company_name, min(stock_date)
+FROM stockload_stage
+WHERE reject_kind IS NULL
+GROUP BY company_name;

@@ -148,6 +148,10 @@ pub struct RunArgs {
     /// Files read and parsed at once.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
+    /// Rows per staging chunk of a load into an empty table (whole companies per chunk): the
+    /// transforms of one chunk run while the next is staged.
+    #[arg(long, default_value_t = crate::plan::DEFAULT_CHUNK_ROWS, value_name = "ROWS")]
+    pub chunk_rows: u64,
     /// Run the transform scripts from this folder instead of the embedded ones (to try a change).
     #[arg(long, value_name = "DIR")]
     pub sql_dir: Option<PathBuf>,

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
 
 use indicatif::ProgressBar;
-use sqlx::{Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tokio::sync::mpsc;
 
 use crate::db::{self, Db, LOAD_LOCK_KEY};
 use crate::error::{Error, Result};
@@ -13,10 +14,10 @@ use crate::ledger;
 use crate::plan::Plan;
 use crate::shutdown;
 use crate::stage;
-use crate::storage::index::parse_index;
+use crate::storage::index::{parse_index, Entry};
 use crate::storage::Storage;
 pub use crate::summary::{RunStatus, Summary};
-use crate::transform::{self, Scripts};
+use crate::transform::{self, Script, ScriptRun, Scripts};
 
 /// The outcome of [`run`]: always a summary, plus the error when the run failed.
 #[derive(Debug)]
@@ -57,6 +58,9 @@ pub async fn run(db: &Db, reader: &Storage, plan: &Plan, progress: &ProgressBar)
             None
         }
         Err(error) => {
+            if let Some(run_id) = summary.run_id {
+                clear_chunks_after(db, plan, run_id).await;
+            }
             summary.status = RunStatus::Failed;
             summary.error = Some(error.to_string());
             summary.run_id = ledger::record_failure(db, &summary).await;
@@ -110,10 +114,6 @@ async fn run_batch(
     }
     let stage_script =
         scripts.load(&transform::for_engine(transform::STAGE_SCRIPT, distributed))?;
-    let transforms = transform::TRANSFORM_SCRIPTS
-        .iter()
-        .map(|name| scripts.load(&transform::for_engine(name, distributed)))
-        .collect::<Result<Vec<_>>>()?;
     let clear_script = distributed
         .then(|| scripts.load(transform::CITUS_CLEAR_SCRIPT))
         .transpose()?;
@@ -132,36 +132,47 @@ async fn run_batch(
     let run_id = ledger::start_run(&mut tx, plan).await?;
     summary.run_id = Some(run_id);
     transform::set_inputs(&mut tx, run_id, plan.basis, distributed).await?;
-    transform::run_script(&mut tx, &stage_script).await?;
-
     progress.set_length(entries.len() as u64);
-    let counts = stage::stage_files(
-        &mut tx,
-        reader,
-        &plan.source,
-        &entries,
-        plan.concurrency,
-        progress,
-    )
-    .await?;
-    summary.files_loaded = counts.files_loaded;
-    summary.files_skipped = counts.skipped.len() as u64;
-    summary.rows_read = counts.rows_read;
-    summary.rows_loaded = counts.rows_valid;
-    summary.rows_rejected = counts.rows_rejected;
-    summary.skipped_files = counts.skipped;
-    check_limits(summary, plan.max_reject_ratio)?;
 
     // On Citus the key is not dropped and rebuilt (DDL on the shards after this transaction's
     // parallel reads of them): every batch takes the insert_query.sql path.
     let empty_table = !distributed && transform::target_is_empty(&mut tx).await?;
-    for script in &transforms {
-        if transform::insert_variant(&script.name).is_some_and(|empty| empty != empty_table) {
-            continue;
+    let counts = if empty_table {
+        let steps = EmptyLoad {
+            stage: stage_script,
+            drop_key: scripts.load(transform::DROP_KEY_SCRIPT)?,
+            per_chunk: transform::EMPTY_CHUNK_SCRIPTS
+                .iter()
+                .map(|name| scripts.load(name))
+                .collect::<Result<Vec<_>>>()?,
+            add_key: scripts.load(transform::ADD_KEY_SCRIPT)?,
+            clear_work: scripts.load(transform::CLEAR_WORK_SCRIPT)?,
+        };
+        load_empty(&mut tx, db, reader, plan, &entries, &steps, run_id, summary, progress).await?
+    } else {
+        let transforms = transform::APPEND_SCRIPTS
+            .iter()
+            .map(|name| scripts.load(&transform::for_engine(name, distributed)))
+            .collect::<Result<Vec<_>>>()?;
+        transform::run_script(&mut tx, &stage_script).await?;
+        let counts = stage::stage_files(
+            &mut tx,
+            reader,
+            &plan.source,
+            &entries,
+            plan.concurrency,
+            progress,
+        )
+        .await?;
+        record_counts(summary, &counts);
+        check_limits(summary, plan.max_reject_ratio)?;
+        for script in &transforms {
+            let run = transform::run_script(&mut tx, script).await?;
+            summary.scripts.push(run);
         }
-        let run = transform::run_script(&mut tx, script).await?;
-        summary.scripts.push(run);
-    }
+        counts
+    };
+    record_counts(summary, &counts);
     if let Some(script) = &clear_script {
         let run = transform::run_script(&mut tx, script).await?;
         summary.scripts.push(run);
@@ -174,6 +185,116 @@ async fn run_batch(
         .await
         .map_err(|e| Error::database("committing the load", e))?;
     Ok(RunStatus::Succeeded)
+}
+
+fn record_counts(summary: &mut Summary, counts: &stage::StageCounts) {
+    summary.files_loaded = counts.files_loaded;
+    summary.files_skipped = counts.skipped.len() as u64;
+    summary.rows_read = counts.rows_read;
+    summary.rows_loaded = counts.rows_valid;
+    summary.rows_rejected = counts.rows_rejected;
+    summary.skipped_files = counts.skipped.clone();
+}
+
+/// The scripts of a load into an empty table.
+struct EmptyLoad {
+    stage: Script,
+    drop_key: Script,
+    per_chunk: Vec<Script>,
+    add_key: Script,
+    clear_work: Script,
+}
+
+/// A load into an empty table, on two cores: a second session stages the batch in chunks of
+/// whole companies (stage::stage_chunks) while this transaction runs the per-chunk scripts on
+/// each chunk already committed (`stockload_stage` is then a view of that chunk) and drops it.
+/// The key is dropped before the first chunk and rebuilt after the last; everything this
+/// transaction writes still commits (or rolls back) at once.
+#[allow(clippy::too_many_arguments)]
+async fn load_empty(
+    tx: &mut PgConnection,
+    db: &Db,
+    reader: &Storage,
+    plan: &Plan,
+    entries: &[Entry],
+    steps: &EmptyLoad,
+    run_id: i64,
+    summary: &mut Summary,
+    progress: &ProgressBar,
+) -> Result<stage::StageCounts> {
+    summary
+        .scripts
+        .push(transform::run_script(tx, &steps.drop_key).await?);
+    let mut stager = db.connect().await?;
+    // Chunks a failed or killed run left behind (runs take turns: none is staging now).
+    stage::clear_chunks(&mut stager, &steps.clear_work, None).await?;
+    let (ready, mut chunks) = mpsc::channel::<stage::Chunk>(1);
+    let staging = stage::stage_chunks(
+        &mut stager,
+        &steps.stage,
+        run_id,
+        plan.chunk_rows,
+        reader,
+        &plan.source,
+        entries,
+        plan.concurrency,
+        progress,
+        ready,
+    );
+    let applying = async {
+        let mut runs: Vec<ScriptRun> = Vec::new();
+        while let Some(chunk) = chunks.recv().await {
+            let view = format!(
+                "CREATE TEMPORARY VIEW stockload_stage AS SELECT * FROM {}",
+                chunk.table
+            );
+            sqlx::raw_sql(AssertSqlSafe(view))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| Error::database(format!("reading the chunk {}", chunk.table), e))?;
+            for script in &steps.per_chunk {
+                let run = transform::run_script(tx, script).await?;
+                match runs.iter_mut().find(|r| r.name == run.name) {
+                    Some(total) => {
+                        total.rows += run.rows;
+                        total.millis += run.millis;
+                    }
+                    None => runs.push(run),
+                }
+            }
+            let drop = format!("DROP VIEW stockload_stage; DROP TABLE {}", chunk.table);
+            sqlx::raw_sql(AssertSqlSafe(drop))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| Error::database(format!("dropping the chunk {}", chunk.table), e))?;
+        }
+        Ok::<_, Error>(runs)
+    };
+    let (counts, runs) = tokio::try_join!(staging, applying)?;
+    summary.scripts.extend(runs);
+    record_counts(summary, &counts);
+    check_limits(summary, plan.max_reject_ratio)?;
+    summary
+        .scripts
+        .push(transform::run_script(tx, &steps.add_key).await?);
+    Ok(counts)
+}
+
+/// After a failed run: drops the staging chunks it committed (a load into an empty table), once
+/// its transaction is gone (until then it holds their locks). Best effort: a chunk left here is
+/// dropped by the next load into an empty table.
+async fn clear_chunks_after(db: &Db, plan: &Plan, run_id: i64) {
+    let attempt = async {
+        let script = Scripts {
+            dir: plan.sql_dir.clone(),
+        }
+        .load(transform::CLEAR_WORK_SCRIPT)?;
+        let mut conn = db.connect().await?;
+        stage::clear_chunks(&mut conn, &script, Some(run_id)).await
+    };
+    if let Err(err) = attempt.await {
+        tracing::warn!("could not drop the failed run's staging chunks: {err}");
+    }
 }
 
 /// Waits for any other run on this database to finish (advisory lock held until commit/rollback).

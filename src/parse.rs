@@ -83,9 +83,11 @@ pub fn skipped_file(company: &str, file: &str, reason: String) -> ParsedFile {
 struct ValidRow {
     line: u64,
     date: NaiveDate,
-    /// `open\thigh\tlow\tclose\tvolume`, validated, ready for COPY.
-    values: String,
-    raw: String,
+    /// Where `date\topen\thigh\tlow\tclose\tvolume`, validated and ready for COPY, is in the
+    /// file's values buffer.
+    values: std::ops::Range<usize>,
+    /// Where the line's text (without its line end) is in the file.
+    raw: std::ops::Range<usize>,
     superseded_by: Option<u64>,
 }
 
@@ -114,8 +116,13 @@ fn parse_rows(bytes: &[u8], out: &mut Output) -> Result<Outcome, String> {
     let columns = header_columns(&record)?;
     let field_count = record.len();
 
-    let mut valid: Vec<ValidRow> = Vec::new();
-    let mut by_date: HashMap<NaiveDate, usize> = HashMap::new();
+    // Sized for a typical row (~50 bytes of CSV), so a file's rows rarely grow these again.
+    let expected_rows = text.len() / 48 + 1;
+    let mut valid: Vec<ValidRow> = Vec::with_capacity(expected_rows);
+    let mut values = String::with_capacity(text.len());
+    let mut by_date: HashMap<NaiveDate, usize> = HashMap::with_capacity(expected_rows);
+    out.data.reserve(text.len() + expected_rows * (out.company.len() + 24));
+    out.lines.reserve(expected_rows);
     let (mut rows_read, mut rows_rejected) = (0u64, 0u64);
     loop {
         let start = reader.position().byte() as usize;
@@ -126,30 +133,38 @@ fn parse_rows(bytes: &[u8], out: &mut Output) -> Result<Outcome, String> {
         let line = record.position().map_or(0, |p| p.line());
         // Record boundaries are line ends, so these are char boundaries; `get` keeps that an
         // assumption we never panic on.
-        let raw = text
-            .get(start.min(text.len())..end.min(text.len()))
+        let raw_start = start.min(text.len());
+        let raw_text = text
+            .get(raw_start..end.min(text.len()))
             .unwrap_or_default()
-            .trim_end_matches(['\r', '\n'])
-            .to_string();
+            .trim_end_matches(['\r', '\n']);
+        let raw = raw_start..raw_start + raw_text.len();
         rows_read += 1;
         let at_eof_without_newline = end >= text.len() && !text.ends_with('\n');
-        match validate_row(&record, &columns, field_count, at_eof_without_newline) {
-            Ok((date, values)) => {
-                if let Some(&earlier) = by_date.get(&date) {
+        let values_start = values.len();
+        match validate_row(
+            &record,
+            &columns,
+            field_count,
+            at_eof_without_newline,
+            &mut values,
+        ) {
+            Ok(date) => {
+                if let Some(earlier) = by_date.insert(date, valid.len()) {
                     valid[earlier].superseded_by = Some(line);
                 }
-                by_date.insert(date, valid.len());
                 valid.push(ValidRow {
                     line,
                     date,
-                    values,
+                    values: values_start..values.len(),
                     raw,
                     superseded_by: None,
                 });
             }
             Err(reason) => {
+                values.truncate(values_start);
                 rows_rejected += 1;
-                out.reject(line, &reason, &raw);
+                out.reject(line, &reason, raw_text);
             }
         }
     }
@@ -165,11 +180,11 @@ fn parse_rows(bytes: &[u8], out: &mut Output) -> Result<Outcome, String> {
                     "duplicate date {}: superseded by line {later}",
                     row.date.format("%Y-%m-%d")
                 );
-                out.reject(row.line, &reason, &row.raw);
+                out.reject(row.line, &reason, &text[row.raw.clone()]);
             }
             None => {
                 rows_valid += 1;
-                out.valid(row.line, row.date, &row.values);
+                out.valid(row.line, &values[row.values.clone()]);
             }
         }
     }
@@ -205,13 +220,15 @@ fn header_columns(header: &csv::StringRecord) -> Result<[usize; 6], String> {
     }
 }
 
-/// Checks one data row; on success returns its date and the COPY text of its five values.
+/// Checks one data row; on success returns its date and appends the COPY text of its date and
+/// five values to `values` (on error `values` may hold a partial row: the caller truncates).
 fn validate_row(
     record: &csv::StringRecord,
     columns: &[usize; 6],
     field_count: usize,
     at_eof_without_newline: bool,
-) -> Result<(NaiveDate, String), String> {
+    values: &mut String,
+) -> Result<NaiveDate, String> {
     if record.len() != field_count {
         let what = if at_eof_without_newline && record.len() < field_count {
             "truncated last line"
@@ -224,16 +241,19 @@ fn validate_row(
         ));
     }
     let field = |slot: usize| record.get(columns[slot]).unwrap_or("").trim();
-    let date = parse_date(field(0))?;
-    let mut values = String::with_capacity(64);
+    let date_text = field(0);
+    let date = parse_date(date_text)?;
+    // A date that parsed is exactly `YYYY-MM-DD` (checked shape): its text is its COPY form.
+    values.push_str(date_text);
     for (slot, name) in REQUIRED_COLUMNS.iter().enumerate().skip(1).take(4) {
         let text = field(slot);
         check_price(name, text)?;
-        values.push_str(text);
         values.push('\t');
+        values.push_str(text);
     }
-    values.push_str(&parse_volume(field(5))?);
-    Ok((date, values))
+    values.push('\t');
+    push_volume(field(5), values)?;
+    Ok(date)
 }
 
 fn parse_date(text: &str) -> Result<NaiveDate, String> {
@@ -245,8 +265,13 @@ fn parse_date(text: &str) -> Result<NaiveDate, String> {
             .enumerate()
             .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     // Year 0000 is a valid chrono date but not a PostgreSQL one (there is no year 0 AD).
+    let number = |range: std::ops::Range<usize>| {
+        b[range]
+            .iter()
+            .fold(0u32, |n, digit| n * 10 + u32::from(digit - b'0'))
+    };
     shaped
-        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .then(|| NaiveDate::from_ymd_opt(number(0..4) as i32, number(5..7), number(8..10)))
         .flatten()
         .filter(|date| date.year() >= 1)
         .ok_or_else(|| format!("bad date {text:?} in Date (expected YYYY-MM-DD)"))
@@ -311,8 +336,18 @@ fn check_price(name: &str, text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A volume is a whole, non-negative number of shares; `1200.0` is accepted as `1200`. Appends
+/// its COPY text to `out`.
+fn push_volume(text: &str, out: &mut String) -> Result<(), String> {
+    use std::fmt::Write;
+    let volume = parse_volume(text)?;
+    // Writing an integer into a String cannot fail.
+    let _ = write!(out, "{volume}");
+    Ok(())
+}
+
 /// A volume is a whole, non-negative number of shares; `1200.0` is accepted as `1200`.
-fn parse_volume(text: &str) -> Result<String, String> {
+fn parse_volume(text: &str) -> Result<i64, String> {
     if text.len() > MAX_NUMBER_LEN {
         return Err(format!(
             "Volume is too long to be a number ({} characters)",
@@ -323,7 +358,7 @@ fn parse_volume(text: &str) -> Result<String, String> {
         return if volume < 0 {
             Err(format!("Volume is negative: {text:?}"))
         } else {
-            Ok(volume.to_string())
+            Ok(volume)
         };
     }
     if !is_decimal(text) && !text.parse::<f64>().is_ok_and(|v| !v.is_finite()) {
@@ -341,7 +376,7 @@ fn parse_volume(text: &str) -> Result<String, String> {
     } else if value >= 9.2e18 {
         Err(format!("Volume is too large: {text:?}"))
     } else {
-        Ok((value as i64).to_string())
+        Ok(value as i64)
     }
 }
 
@@ -349,34 +384,39 @@ fn parse_volume(text: &str) -> Result<String, String> {
 /// stock_date, open_value, high_value, low_value, close_value, volume_traded, reject_kind,
 /// reject_reason, source_file, raw_text (see `sql/create_stage.sql`).
 struct Output<'a> {
-    company: &'a str,
+    /// The company name, escaped for COPY once per file.
+    company: Vec<u8>,
     file: &'a str,
     data: Vec<u8>,
     lines: Vec<u64>,
 }
 
 impl<'a> Output<'a> {
-    fn new(company: &'a str, file: &'a str) -> Self {
+    fn new(company: &str, file: &'a str) -> Self {
+        let mut escaped = Vec::with_capacity(company.len());
+        escape_copy_text(company, &mut escaped);
         Output {
-            company,
+            company: escaped,
             file,
             data: Vec::new(),
             lines: Vec::new(),
         }
     }
 
-    fn valid(&mut self, line: u64, date: NaiveDate, values: &str) {
-        escape_copy_text(self.company, &mut self.data);
-        let row = format!(
-            "\t{line}\t{}\t{values}\t\\N\t\\N\t\\N\t\\N\n",
-            date.format("%Y-%m-%d")
-        );
-        self.data.extend_from_slice(row.as_bytes());
+    /// `values`: the row's date and five values, tab-separated, already in COPY form.
+    fn valid(&mut self, line: u64, values: &str) {
+        use std::io::Write;
+        self.data.extend_from_slice(&self.company);
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.data, "\t{line}\t");
+        self.data.extend_from_slice(values.as_bytes());
+        self.data
+            .extend_from_slice(b"\t\\N\t\\N\t\\N\t\\N\n");
         self.lines.push(line);
     }
 
     fn reject(&mut self, line: u64, reason: &str, raw: &str) {
-        escape_copy_text(self.company, &mut self.data);
+        self.data.extend_from_slice(&self.company);
         self.data
             .extend_from_slice(format!("\t{line}\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\trow\t").as_bytes());
         escape_copy_text(reason, &mut self.data);
@@ -392,7 +432,7 @@ impl<'a> Output<'a> {
         // A skip replaces whatever rows were produced before the file was found unusable.
         self.data.clear();
         self.lines.clear();
-        escape_copy_text(self.company, &mut self.data);
+        self.data.extend_from_slice(&self.company);
         self.data
             .extend_from_slice(b"\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\tfile\t");
         escape_copy_text(&reason, &mut self.data);

@@ -62,6 +62,9 @@ pub struct Plan {
     pub max_reject_ratio: f64,
     /// Files read and parsed at once.
     pub concurrency: usize,
+    /// A load into an empty table stages its rows in chunks of about this many rows (whole
+    /// companies each), so the transforms of one chunk overlap the staging of the next.
+    pub chunk_rows: u64,
     /// Scripts folder overriding the embedded `sql/`.
     pub sql_dir: Option<PathBuf>,
     /// Trigger marker (e.g. `s3://bucket/run-1/.SUCCESS`): recorded in the load's transaction, and
@@ -78,6 +81,7 @@ impl Plan {
             basis: ChangeBasis::default(),
             max_reject_ratio: DEFAULT_MAX_REJECT_RATIO,
             concurrency: DEFAULT_CONCURRENCY,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
             sql_dir: None,
             marker: None,
         }
@@ -88,3 +92,6 @@ impl Plan {
 pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.5;
 /// Default `--concurrency`.
 pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default `--chunk-rows`: large enough that a chunk's per-statement overhead is noise, small
+/// enough that its window sort stays in memory and the last chunk's transforms are short.
+pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;

@@ -1,21 +1,28 @@
 //! Staging: read and parse the listed files concurrently and stream their rows, in company order,
-//! into the temporary staging table with one `COPY … FROM STDIN`. Memory holds at most
-//! `concurrency` parsed files.
+//! into staging with `COPY … FROM STDIN`. Memory holds at most `concurrency` parsed files.
+//!
+//! Two forms: [`stage_files`] streams the whole batch into the load transaction's temporary
+//! table `stockload_stage`; [`stage_chunks`] (a load into an empty table) streams it from a second
+//! session into committed chunks of whole companies, handing each to the load transaction as soon
+//! as it is committed, so the transforms of one chunk run while the next is staged.
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use std::pin::pin;
+
+use futures::stream::{self, Stream, StreamExt};
 use indicatif::ProgressBar;
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tokio::sync::mpsc;
 
 use crate::error::{describe_sqlx, Error, Result};
 use crate::parse::{parse_file, skipped_file, Outcome, ParsedFile};
 use crate::storage::index::Entry;
 use crate::storage::{FileRead, Location, Storage};
+use crate::transform::{self, Script};
 
 /// The staging table's columns, in the order `parse` writes them.
-const COPY_STATEMENT: &str = "COPY stockload_stage (company_name, line, stock_date, open_value, \
-    high_value, low_value, close_value, volume_traded, reject_kind, reject_reason, source_file, \
-    raw_text) FROM STDIN";
+const COPY_COLUMNS: &str = "(company_name, line, stock_date, open_value, high_value, low_value, \
+    close_value, volume_traded, reject_kind, reject_reason, source_file, raw_text)";
 
 /// A listed file that was not loaded.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -56,49 +63,199 @@ pub async fn stage_files(
     concurrency: usize,
     progress: &ProgressBar,
 ) -> Result<StageCounts> {
-    let mut copy = conn
-        .copy_in_raw(COPY_STATEMENT)
-        .await
-        .map_err(|e| Error::database("starting COPY into the staging table", e))?;
+    let statement = format!("COPY stockload_stage {COPY_COLUMNS} FROM STDIN");
     let mut counts = StageCounts::default();
-    let mut map = StreamMap {
-        starts: Vec::with_capacity(entries.len()),
-        next_line: 1,
+    let mut files = pin!(parsed_files(reader, source, entries, concurrency).peekable());
+    copy_files(
+        conn,
+        &statement,
+        &mut files,
+        None,
+        &mut counts,
+        Place {
+            reader,
+            source,
+            entries,
+            progress,
+        },
+    )
+    .await?;
+    Ok(counts)
+}
+
+/// A chunk of the batch, staged and committed: an unlogged table in `stockload_work`.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Its qualified name, `stockload_work.stage_<run>_<n>`.
+    pub table: String,
+}
+
+/// Streams every listed file, in company order, into chunks of about `chunk_rows` staging rows
+/// that hold whole companies: each is an unlogged table `stockload_work.stage_<run>_<n>` made
+/// like `stockload_stage` (create_stage.sql), filled with COPY and committed on `conn` (a
+/// session of its own), then sent to `ready`. The receiver drops the chunks; after a failed run
+/// [`clear_chunks`] does. Stops early, without error, when `ready` is closed (its receiver
+/// failed and reports why).
+#[allow(clippy::too_many_arguments)]
+pub async fn stage_chunks(
+    conn: &mut PgConnection,
+    stage_script: &Script,
+    run_id: i64,
+    chunk_rows: u64,
+    reader: &Storage,
+    source: &Location,
+    entries: &[Entry],
+    concurrency: usize,
+    progress: &ProgressBar,
+    ready: mpsc::Sender<Chunk>,
+) -> Result<StageCounts> {
+    let mut counts = StageCounts::default();
+    let mut files = pin!(parsed_files(reader, source, entries, concurrency).peekable());
+    let place = Place {
+        reader,
+        source,
+        entries,
+        progress,
     };
-    // Files go in company order, and each file's rows in file order (by date in practice), so
-    // the staged rows arrive sorted by (company_name, stock_date): the transforms' window sort
-    // then takes PostgreSQL's presorted fast path and the table is written in key order.
+    let mut number = 0;
+    while files.as_mut().peek().await.is_some() {
+        number += 1;
+        let table = format!("stockload_work.stage_{run_id}_{number}");
+        let mut tx = conn
+            .begin()
+            .await
+            .map_err(|e| Error::database("starting a staging chunk", e))?;
+        transform::run_script(&mut tx, stage_script).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE UNLOGGED TABLE {table} (LIKE stockload_stage) \
+             WITH (autovacuum_enabled = false)"
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::database(format!("creating the staging chunk {table}"), e))?;
+        let statement = format!("COPY {table} {COPY_COLUMNS} FROM STDIN");
+        copy_files(
+            &mut tx,
+            &statement,
+            &mut files,
+            Some(chunk_rows),
+            &mut counts,
+            place,
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(|e| Error::database(format!("committing the staging chunk {table}"), e))?;
+        if ready.send(Chunk { table }).await.is_err() {
+            break;
+        }
+    }
+    Ok(counts)
+}
+
+/// Drops the staging chunks runs left behind: those of `run_id`, or with `None` all of them
+/// (only while no other run can be staging: under the load lock).
+pub async fn clear_chunks(
+    conn: &mut PgConnection,
+    script: &Script,
+    run_id: Option<i64>,
+) -> Result<()> {
+    let run = run_id.map(|id| id.to_string()).unwrap_or_default();
+    sqlx::query("SELECT set_config('stockload.clear_run', $1, false)")
+        .bind(run)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("naming the run whose staging chunks to drop", e))?;
+    transform::run_script(conn, script).await?;
+    Ok(())
+}
+
+/// Where the files come from, for messages and re-reads.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    reader: &'a Storage,
+    source: &'a Location,
+    entries: &'a [Entry],
+    progress: &'a ProgressBar,
+}
+
+/// The listed files, read and parsed `concurrency` at a time, in company order: the staged rows
+/// arrive sorted by (company_name, stock_date) (each file's rows are in file order, by date in
+/// practice), so the transforms' window sort takes PostgreSQL's presorted fast path and the table
+/// is written in key order; and the files of one company are adjacent, so chunks can hold whole
+/// companies.
+fn parsed_files<'a>(
+    reader: &'a Storage,
+    source: &'a Location,
+    entries: &'a [Entry],
+    concurrency: usize,
+) -> impl Stream<Item = Result<(usize, ParsedFile)>> + 'a {
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by(|&a, &b| entries[a].company.cmp(&entries[b].company));
-    let mut parsed_files = stream::iter(order)
-        .map(|index| read_and_parse(reader, source, &entries[index], index))
-        .buffered(concurrency.max(1));
+    stream::iter(order)
+        .map(move |index| read_and_parse(reader, source, &entries[index], index))
+        .buffered(concurrency.max(1))
+}
+
+/// Runs one `COPY … FROM STDIN` (`statement`) and streams files into it: all of them, or with
+/// `chunk_rows` until at least that many rows are sent and the next file is another company's.
+/// On any error the COPY is aborted and the error names the file and line when it can.
+async fn copy_files<S>(
+    conn: &mut PgConnection,
+    statement: &str,
+    files: &mut std::pin::Pin<&mut stream::Peekable<S>>,
+    chunk_rows: Option<u64>,
+    counts: &mut StageCounts,
+    place: Place<'_>,
+) -> Result<()>
+where
+    S: Stream<Item = Result<(usize, ParsedFile)>>,
+{
+    let mut copy = conn
+        .copy_in_raw(statement)
+        .await
+        .map_err(|e| Error::database("starting COPY into the staging table", e))?;
+    let mut map = StreamMap {
+        starts: Vec::new(),
+        next_line: 1,
+    };
+    let mut last_company: Option<&str> = None;
     let outcome: Result<()> = async {
-        while let Some((index, parsed)) = parsed_files.try_next().await? {
-            count(&mut counts, &parsed);
+        loop {
+            if let (Some(limit), Some(Ok((index, _)))) = (chunk_rows, files.as_mut().peek().await) {
+                let company = place.entries[*index].company.as_str();
+                if map.next_line > limit && last_company != Some(company) {
+                    break;
+                }
+            }
+            let Some(next) = files.as_mut().next().await else {
+                break;
+            };
+            let (index, parsed) = next?;
+            last_company = Some(place.entries[index].company.as_str());
+            count(counts, &parsed);
             map.starts.push((map.next_line, index));
             map.next_line += parsed.row_lines.len() as u64;
-            progress.inc(1);
-            let seconds = progress.elapsed().as_secs_f64().max(0.001);
-            progress.set_message(format!(
+            place.progress.inc(1);
+            let seconds = place.progress.elapsed().as_secs_f64().max(0.001);
+            place.progress.set_message(format!(
                 "{} rows, {:.0} rows/s",
                 counts.rows_read,
                 counts.rows_read as f64 / seconds
             ));
             if let Err(err) = copy.send(parsed.copy_data).await {
-                return Err(copy_error(err, &map, entries, source, reader).await);
+                return Err(copy_error(err, &map, place).await);
             }
         }
         Ok(())
     }
     .await;
-    drop(parsed_files);
     match outcome {
         Ok(()) => {
             if let Err(err) = copy.finish().await {
-                return Err(copy_error(err, &map, entries, source, reader).await);
+                return Err(copy_error(err, &map, place).await);
             }
-            Ok(counts)
+            Ok(())
         }
         Err(err) => {
             // The stream is dead anyway; abort tells the server to discard it.
@@ -162,13 +319,13 @@ fn count(counts: &mut StageCounts, parsed: &ParsedFile) {
 /// Names the CSV file and line behind a failed COPY. PostgreSQL reports the COPY stream's line in
 /// the error context ("COPY stockload_stage, line 1234, column ..."); sqlx's own "at line N" is a
 /// line of PostgreSQL's C source and is ignored. The file is parsed again to find the line.
-async fn copy_error(
-    err: sqlx::Error,
-    map: &StreamMap,
-    entries: &[Entry],
-    source: &Location,
-    reader: &Storage,
-) -> Error {
+async fn copy_error(err: sqlx::Error, map: &StreamMap, place: Place<'_>) -> Error {
+    let Place {
+        reader,
+        source,
+        entries,
+        ..
+    } = place;
     let reason = describe_sqlx(&err);
     let stream_line = match &err {
         sqlx::Error::Database(db) => db

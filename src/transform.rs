@@ -18,30 +18,45 @@ static SQL_DIR: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/sql");
 /// Creates the staging table; runs before COPY.
 pub const STAGE_SCRIPT: &str = "create_stage.sql";
 
-/// The transform scripts a load runs after COPY, in this order; of the two insert scripts only
-/// one runs (see [`insert_variant`]).
-pub const TRANSFORM_SCRIPTS: [&str; 5] = [
+/// The transform scripts a load into a table that already holds rows runs after COPY, in this
+/// order.
+pub const APPEND_SCRIPTS: [&str; 4] = [
     "record_rejects.sql",
     "plan_scope.sql",
     INSERT_SCRIPT,
-    INSERT_EMPTY_SCRIPT,
     "update_changes.sql",
 ];
 
 /// Writes the batch into a table that already holds rows (upsert where needed).
 pub const INSERT_SCRIPT: &str = "insert_query.sql";
 
-/// Writes the batch into an empty table, building the primary key afterwards.
+/// A load into an empty table: runs once, before the first chunk.
+pub const DROP_KEY_SCRIPT: &str = "drop_key.sql";
+
+/// A load into an empty table: runs on each staged chunk, in this order.
+pub const EMPTY_CHUNK_SCRIPTS: [&str; 2] = ["record_rejects.sql", INSERT_EMPTY_SCRIPT];
+
+/// Writes one chunk of the batch into an empty table.
 pub const INSERT_EMPTY_SCRIPT: &str = "insert_empty.sql";
 
-/// For an insert script: whether it is the one for an empty table. `None` for other scripts.
-pub fn insert_variant(name: &str) -> Option<bool> {
-    match name.strip_prefix("citus/").unwrap_or(name) {
-        INSERT_SCRIPT => Some(false),
-        INSERT_EMPTY_SCRIPT => Some(true),
-        _ => None,
-    }
-}
+/// A load into an empty table: runs once, after the last chunk.
+pub const ADD_KEY_SCRIPT: &str = "add_key.sql";
+
+/// Drops staging chunks a failed or killed run left in `stockload_work`.
+pub const CLEAR_WORK_SCRIPT: &str = "clear_work.sql";
+
+/// Every script a load may run, for checks and listings.
+pub const LOAD_SCRIPTS: [&str; 9] = [
+    STAGE_SCRIPT,
+    "record_rejects.sql",
+    "plan_scope.sql",
+    INSERT_SCRIPT,
+    "update_changes.sql",
+    DROP_KEY_SCRIPT,
+    INSERT_EMPTY_SCRIPT,
+    ADD_KEY_SCRIPT,
+    CLEAR_WORK_SCRIPT,
+];
 
 /// True when historical_stocks_data holds no row; then it stays empty until this transaction
 /// ends (SHARE lock: other writers wait, readers do not). A non-empty table is not locked here.
@@ -270,9 +285,9 @@ mod tests {
 
     #[test]
     fn every_script_a_load_runs_is_embedded_and_documented() {
-        for name in [STAGE_SCRIPT, RECOMPUTE_SCRIPT, RECOMPUTE_ALL_SCRIPT]
+        for name in [RECOMPUTE_SCRIPT, RECOMPUTE_ALL_SCRIPT]
             .iter()
-            .chain(TRANSFORM_SCRIPTS.iter())
+            .chain(LOAD_SCRIPTS.iter())
         {
             let text = embedded(name).unwrap_or_else(|| panic!("{name} is not embedded"));
             assert!(text.starts_with("-- "), "{name} must open with a comment");
@@ -296,10 +311,8 @@ mod tests {
         assert_eq!(for_engine("plan_scope.sql", true), "citus/plan_scope.sql");
         assert_eq!(for_engine("plan_scope.sql", false), "plan_scope.sql");
         assert_eq!(for_engine("record_rejects.sql", true), "record_rejects.sql");
-        assert_eq!(
-            insert_variant(&for_engine(INSERT_SCRIPT, true)),
-            Some(false)
-        );
+        assert_eq!(for_engine(INSERT_SCRIPT, true), "citus/insert_query.sql");
+        assert_eq!(for_engine(INSERT_EMPTY_SCRIPT, true), INSERT_EMPTY_SCRIPT);
         assert_eq!(embedded(DISTRIBUTE_SCRIPT), embedded("citus/distribute"));
         assert!(list().contains(&"citus/plan_scope.sql"));
     }

@@ -1,0 +1,23 @@
+-- clear_work.sql — before a load into an empty table stages its first chunk, and after such a
+-- load failed. Reads: the catalog. Writes: drops the staging chunks (stockload_work.stage_*)
+-- of runs that ended without dropping them (a failed or killed run); with setting
+-- stockload.clear_run set, only that run's. A running load's chunks are never met: runs take
+-- turns (advisory lock), and a failed run's clean-up names its own run.
+DO $$
+DECLARE
+    chunk record;
+    only_run text := nullif(current_setting('stockload.clear_run', true), '');
+BEGIN
+    FOR chunk IN
+        SELECT c.relname
+        FROM pg_class AS c
+        JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'stockload_work'
+          AND c.relkind = 'r'
+          AND c.relname LIKE 'stage\_%'
+          AND (only_run IS NULL OR c.relname LIKE 'stage\_' || only_run || '\_%')
+    LOOP
+        EXECUTE format('DROP TABLE IF EXISTS stockload_work.%I', chunk.relname);
+    END LOOP;
+END
+$$;
