@@ -1,7 +1,7 @@
 -- clear_work.sql — before a load into an empty table stages its first chunk, and after such a
 -- load failed. Reads: the catalog. Writes: drops the staging chunks (stockload_work.stage_*)
--- of runs that ended without dropping them (a failed or killed run); with setting
--- stockload.clear_run set, only that run's. A running load's chunks are never met: runs take
+-- and deletes the work rows (stockload_work.run_rejects, run_scope) of runs that ended without
+-- removing them (a failed or killed run); with setting stockload.clear_run set, only that run's. A running load's chunks are never met: runs take
 -- turns (advisory lock), and a failed run's clean-up names its own run.
 DO $$
 DECLARE
@@ -19,5 +19,7 @@ BEGIN
     LOOP
         EXECUTE format('DROP TABLE IF EXISTS stockload_work.%I', chunk.relname);
     END LOOP;
+    DELETE FROM stockload_work.run_rejects WHERE only_run IS NULL OR run_id = only_run::bigint;
+    DELETE FROM stockload_work.run_scope WHERE only_run IS NULL OR run_id = only_run::bigint;
 END
 $$;

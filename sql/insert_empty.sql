@@ -1,12 +1,13 @@
 -- insert_empty.sql — step 4 of a load into an empty historical_stocks_data (the first load, a
--- reload after TRUNCATE), instead of plan_scope.sql, insert_query.sql and update_changes.sql.
--- Runs once per staging chunk, after record_rejects.sql: stockload_stage is then a view of the
+-- reload after TRUNCATE), instead of insert_query.sql and update_changes.sql.
+-- Runs once per staging chunk: stockload_stage is then a view of the
 -- chunk (stockload_work.stage_<run>_<n>), which holds whole companies only, so every company's
 -- window sees all of its rows. The key is dropped before the first chunk (drop_key.sql) and
 -- rebuilt after the last (add_key.sql).
--- Reads: stockload_stage, settings stockload.run_id and stockload.change_basis.
+-- Reads: stockload_stage, setting stockload.change_basis.
 -- Writes: historical_stocks_data — every row of the chunk, with its value_change and
--- daily_percent_change — and load_run_scope (each company's first day, for the scoped follow-up).
+-- daily_percent_change. (The staging session recorded the chunk's rejects and first days:
+-- stage_rejects.sql, stage_scope.sql.)
 -- The table is empty, so no company has a stored close before the batch: lag's default is NULL.
 -- One statement per change basis, the basis written out: the planner folds the formulas' CASE
 -- for a constant basis, and the other statement's one-time filter makes it do nothing.
@@ -36,9 +37,3 @@ SELECT s.stock_date, s.open_value, s.high_value, s.low_value, s.close_value, s.v
 FROM stockload_stage AS s
 WHERE s.reject_kind IS NULL
   AND current_setting('stockload.change_basis') = 'intraday';
-
-INSERT INTO load_run_scope (run_id, company_name, first_date)
-SELECT current_setting('stockload.run_id')::bigint, company_name, min(stock_date)
-FROM stockload_stage
-WHERE reject_kind IS NULL
-GROUP BY company_name;

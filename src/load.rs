@@ -139,16 +139,23 @@ async fn run_batch(
     let empty_table = !distributed && transform::target_is_empty(&mut tx).await?;
     let counts = if empty_table {
         let steps = EmptyLoad {
-            stage: stage_script,
+            staging: stage::ChunkScripts {
+                create: stage_script,
+                per_chunk: transform::STAGE_CHUNK_SCRIPTS
+                    .iter()
+                    .map(|name| scripts.load(name))
+                    .collect::<Result<Vec<_>>>()?,
+            },
             drop_key: scripts.load(transform::DROP_KEY_SCRIPT)?,
-            per_chunk: transform::EMPTY_CHUNK_SCRIPTS
-                .iter()
-                .map(|name| scripts.load(name))
-                .collect::<Result<Vec<_>>>()?,
+            insert: scripts.load(transform::INSERT_EMPTY_SCRIPT)?,
             add_key: scripts.load(transform::ADD_KEY_SCRIPT)?,
+            record_staged: scripts.load(transform::RECORD_STAGED_SCRIPT)?,
             clear_work: scripts.load(transform::CLEAR_WORK_SCRIPT)?,
         };
-        load_empty(&mut tx, db, reader, plan, &entries, &steps, run_id, summary, progress).await?
+        load_empty(
+            &mut tx, db, reader, plan, &entries, &steps, run_id, summary, progress,
+        )
+        .await?
     } else {
         let transforms = transform::APPEND_SCRIPTS
             .iter()
@@ -198,16 +205,18 @@ fn record_counts(summary: &mut Summary, counts: &stage::StageCounts) {
 
 /// The scripts of a load into an empty table.
 struct EmptyLoad {
-    stage: Script,
+    staging: stage::ChunkScripts,
     drop_key: Script,
-    per_chunk: Vec<Script>,
+    insert: Script,
     add_key: Script,
+    record_staged: Script,
     clear_work: Script,
 }
 
 /// A load into an empty table, on two cores: a second session stages the batch in chunks of
-/// whole companies (stage::stage_chunks) while this transaction runs the per-chunk scripts on
-/// each chunk already committed (`stockload_stage` is then a view of that chunk) and drops it.
+/// whole companies and notes their rejects and first days (stage::stage_chunks), while this
+/// transaction runs insert_empty.sql on each chunk already committed (`stockload_stage` is then
+/// a view of that chunk) and drops it; then it records the rejects and first days.
 /// The key is dropped before the first chunk and rebuilt after the last; everything this
 /// transaction writes still commits (or rolls back) at once.
 #[allow(clippy::too_many_arguments)]
@@ -231,7 +240,7 @@ async fn load_empty(
     let (ready, mut chunks) = mpsc::channel::<stage::Chunk>(1);
     let staging = stage::stage_chunks(
         &mut stager,
-        &steps.stage,
+        &steps.staging,
         run_id,
         plan.chunk_rows,
         reader,
@@ -252,16 +261,7 @@ async fn load_empty(
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| Error::database(format!("reading the chunk {}", chunk.table), e))?;
-            for script in &steps.per_chunk {
-                let run = transform::run_script(tx, script).await?;
-                match runs.iter_mut().find(|r| r.name == run.name) {
-                    Some(total) => {
-                        total.rows += run.rows;
-                        total.millis += run.millis;
-                    }
-                    None => runs.push(run),
-                }
-            }
+            transform::add_run(&mut runs, transform::run_script(tx, &steps.insert).await?);
             let drop = format!("DROP VIEW stockload_stage; DROP TABLE {}", chunk.table);
             sqlx::raw_sql(AssertSqlSafe(drop))
                 .execute(&mut *tx)
@@ -270,13 +270,16 @@ async fn load_empty(
         }
         Ok::<_, Error>(runs)
     };
-    let (counts, runs) = tokio::try_join!(staging, applying)?;
+    let ((counts, staging_runs), runs) = tokio::try_join!(staging, applying)?;
+    summary.scripts.extend(staging_runs);
     summary.scripts.extend(runs);
     record_counts(summary, &counts);
     check_limits(summary, plan.max_reject_ratio)?;
-    summary
-        .scripts
-        .push(transform::run_script(tx, &steps.add_key).await?);
+    for script in [&steps.record_staged, &steps.add_key] {
+        summary
+            .scripts
+            .push(transform::run_script(tx, script).await?);
+    }
     Ok(counts)
 }
 

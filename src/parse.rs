@@ -121,7 +121,8 @@ fn parse_rows(bytes: &[u8], out: &mut Output) -> Result<Outcome, String> {
     let mut valid: Vec<ValidRow> = Vec::with_capacity(expected_rows);
     let mut values = String::with_capacity(text.len());
     let mut by_date: HashMap<NaiveDate, usize> = HashMap::with_capacity(expected_rows);
-    out.data.reserve(text.len() + expected_rows * (out.company.len() + 24));
+    out.data
+        .reserve(text.len() + expected_rows * (out.company.len() + 24));
     out.lines.reserve(expected_rows);
     let (mut rows_read, mut rows_rejected) = (0u64, 0u64);
     loop {
@@ -410,8 +411,7 @@ impl<'a> Output<'a> {
         // Writing into a Vec cannot fail.
         let _ = write!(self.data, "\t{line}\t");
         self.data.extend_from_slice(values.as_bytes());
-        self.data
-            .extend_from_slice(b"\t\\N\t\\N\t\\N\t\\N\n");
+        self.data.extend_from_slice(b"\t\\N\t\\N\t\\N\t\\N\n");
         self.lines.push(line);
     }
 

@@ -18,7 +18,7 @@ use crate::error::{describe_sqlx, Error, Result};
 use crate::parse::{parse_file, skipped_file, Outcome, ParsedFile};
 use crate::storage::index::Entry;
 use crate::storage::{FileRead, Location, Storage};
-use crate::transform::{self, Script};
+use crate::transform::{self, Script, ScriptRun};
 
 /// The staging table's columns, in the order `parse` writes them.
 const COPY_COLUMNS: &str = "(company_name, line, stock_date, open_value, high_value, low_value, \
@@ -90,16 +90,26 @@ pub struct Chunk {
     pub table: String,
 }
 
+/// What the staging session runs for each chunk.
+#[derive(Debug)]
+pub struct ChunkScripts {
+    /// create_stage.sql: the staging table each chunk is made like.
+    pub create: Script,
+    /// Run on each chunk (as `stockload_stage`) before it is committed.
+    pub per_chunk: Vec<Script>,
+}
+
 /// Streams every listed file, in company order, into chunks of about `chunk_rows` staging rows
 /// that hold whole companies: each is an unlogged table `stockload_work.stage_<run>_<n>` made
-/// like `stockload_stage` (create_stage.sql), filled with COPY and committed on `conn` (a
-/// session of its own), then sent to `ready`. The receiver drops the chunks; after a failed run
-/// [`clear_chunks`] does. Stops early, without error, when `ready` is closed (its receiver
-/// failed and reports why).
+/// like `stockload_stage` (create_stage.sql), filled with COPY, read by the per-chunk scripts
+/// through a temporary view named `stockload_stage`, committed on `conn` (a session of its own)
+/// and sent to `ready`. The receiver drops the chunks; after a failed run [`clear_chunks`] does.
+/// Stops early, without error, when `ready` is closed (its receiver failed and reports why).
+/// Returns the counts and the per-chunk scripts' total runs.
 #[allow(clippy::too_many_arguments)]
 pub async fn stage_chunks(
     conn: &mut PgConnection,
-    stage_script: &Script,
+    scripts: &ChunkScripts,
     run_id: i64,
     chunk_rows: u64,
     reader: &Storage,
@@ -108,8 +118,9 @@ pub async fn stage_chunks(
     concurrency: usize,
     progress: &ProgressBar,
     ready: mpsc::Sender<Chunk>,
-) -> Result<StageCounts> {
+) -> Result<(StageCounts, Vec<ScriptRun>)> {
     let mut counts = StageCounts::default();
+    let mut runs = Vec::new();
     let mut files = pin!(parsed_files(reader, source, entries, concurrency).peekable());
     let place = Place {
         reader,
@@ -117,6 +128,11 @@ pub async fn stage_chunks(
         entries,
         progress,
     };
+    sqlx::query("SELECT set_config('stockload.run_id', $1, false)")
+        .bind(run_id.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("passing the run id to the staging session", e))?;
     let mut number = 0;
     while files.as_mut().peek().await.is_some() {
         number += 1;
@@ -125,10 +141,12 @@ pub async fn stage_chunks(
             .begin()
             .await
             .map_err(|e| Error::database("starting a staging chunk", e))?;
-        transform::run_script(&mut tx, stage_script).await?;
+        transform::run_script(&mut tx, &scripts.create).await?;
         sqlx::raw_sql(AssertSqlSafe(format!(
             "CREATE UNLOGGED TABLE {table} (LIKE stockload_stage) \
-             WITH (autovacuum_enabled = false)"
+             WITH (autovacuum_enabled = false); \
+             DROP TABLE stockload_stage; \
+             CREATE TEMPORARY VIEW stockload_stage AS SELECT * FROM {table}"
         )))
         .execute(&mut *tx)
         .await
@@ -143,6 +161,13 @@ pub async fn stage_chunks(
             place,
         )
         .await?;
+        for script in &scripts.per_chunk {
+            transform::add_run(&mut runs, transform::run_script(&mut tx, script).await?);
+        }
+        sqlx::raw_sql("DROP VIEW stockload_stage")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::database("closing a staging chunk", e))?;
         tx.commit()
             .await
             .map_err(|e| Error::database(format!("committing the staging chunk {table}"), e))?;
@@ -150,7 +175,7 @@ pub async fn stage_chunks(
             break;
         }
     }
-    Ok(counts)
+    Ok((counts, runs))
 }
 
 /// Drops the staging chunks runs left behind: those of `run_id`, or with `None` all of them

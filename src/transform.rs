@@ -33,28 +33,36 @@ pub const INSERT_SCRIPT: &str = "insert_query.sql";
 /// A load into an empty table: runs once, before the first chunk.
 pub const DROP_KEY_SCRIPT: &str = "drop_key.sql";
 
-/// A load into an empty table: runs on each staged chunk, in this order.
-pub const EMPTY_CHUNK_SCRIPTS: [&str; 2] = ["record_rejects.sql", INSERT_EMPTY_SCRIPT];
+/// A load into an empty table: the staging session runs these on each chunk it staged, before
+/// committing it.
+pub const STAGE_CHUNK_SCRIPTS: [&str; 2] = ["stage_rejects.sql", "stage_scope.sql"];
 
-/// Writes one chunk of the batch into an empty table.
+/// Writes one chunk of the batch into an empty table: the load's transaction runs it on each
+/// chunk.
 pub const INSERT_EMPTY_SCRIPT: &str = "insert_empty.sql";
 
 /// A load into an empty table: runs once, after the last chunk.
 pub const ADD_KEY_SCRIPT: &str = "add_key.sql";
 
-/// Drops staging chunks a failed or killed run left in `stockload_work`.
+/// A load into an empty table: records what the staging session found (rejects, first days).
+pub const RECORD_STAGED_SCRIPT: &str = "record_staged.sql";
+
+/// Drops staging chunks and work rows a failed or killed run left in `stockload_work`.
 pub const CLEAR_WORK_SCRIPT: &str = "clear_work.sql";
 
 /// Every script a load may run, for checks and listings.
-pub const LOAD_SCRIPTS: [&str; 9] = [
+pub const LOAD_SCRIPTS: [&str; 12] = [
     STAGE_SCRIPT,
     "record_rejects.sql",
     "plan_scope.sql",
     INSERT_SCRIPT,
     "update_changes.sql",
     DROP_KEY_SCRIPT,
+    "stage_rejects.sql",
+    "stage_scope.sql",
     INSERT_EMPTY_SCRIPT,
     ADD_KEY_SCRIPT,
+    RECORD_STAGED_SCRIPT,
     CLEAR_WORK_SCRIPT,
 ];
 
@@ -255,6 +263,18 @@ pub async fn set_inputs(
         .await
         .map_err(|e| Error::database("setting the run's inputs for the scripts", e))?;
     Ok(())
+}
+
+/// Adds `run` to `runs`: to the run of the same script when there is one (a script run on each
+/// chunk is reported once, with its total rows and time).
+pub fn add_run(runs: &mut Vec<ScriptRun>, run: ScriptRun) {
+    match runs.iter_mut().find(|r| r.name == run.name) {
+        Some(total) => {
+            total.rows += run.rows;
+            total.millis += run.millis;
+        }
+        None => runs.push(run),
+    }
 }
 
 /// Runs one script (possibly several statements) on the connection.
