@@ -618,3 +618,164 @@ async fn the_follow_up_is_scoped_to_the_last_run() {
     assert!(run_script(&db, "recompute_all_changes.sql").await >= 2);
     assert_eq!(db.rows().await, consistent);
 }
+
+/// What a run wrote besides the table: its rejects and its scope, as text in a fixed order.
+async fn ledger_rows(db: &TestDb) -> (Option<String>, Option<String>) {
+    let rejects = db
+        .scalar(
+            "SELECT string_agg(concat_ws('|', kind, file, line, reason, raw_text), E'\\n' \
+             ORDER BY file, line NULLS FIRST, reason) FROM load_rejects",
+        )
+        .await;
+    let scope = db
+        .scalar(
+            "SELECT string_agg(company_name || ' ' || first_date, ',' ORDER BY company_name) \
+             FROM load_run_scope",
+        )
+        .await;
+    (rejects, scope)
+}
+
+/// The work schema once no load runs: only its two work tables, both empty.
+async fn work_left(db: &TestDb) -> Option<String> {
+    db.scalar(
+        "SELECT string_agg(relname, ',' ORDER BY relname) || ' / ' || \
+         (SELECT count(*) FROM stockload_work.run_rejects) || ' ' || \
+         (SELECT count(*) FROM stockload_work.run_scope) \
+         FROM pg_class WHERE relnamespace = 'stockload_work'::regnamespace AND relkind = 'r'",
+    )
+    .await
+}
+
+fn faulty_sample(dir: &std::path::Path) -> stockload::plan::Plan {
+    let spec = stockload::sample::SampleSpec {
+        files: 40,
+        listed: 30,
+        rows: 120,
+        faulty: true,
+        seed: 7,
+    };
+    let batch = stockload::sample::generate(dir, &spec).unwrap();
+    let mut plan = stockload::plan::Plan::new(
+        stockload::storage::Location::Local(batch.stocks),
+        stockload::storage::Location::Local(batch.companies),
+    );
+    plan.max_reject_ratio = 1.0;
+    plan
+}
+
+/// Issue 12: a load into an empty table stages chunks of whole companies from a second session.
+/// However the batch is cut into chunks — one company per chunk, or one chunk — and whether the
+/// table was empty (chunks) or not (the insert_query.sql path), the same batch gives the same
+/// rows, changes, rejects and scope, under both change bases; nothing is left in stockload_work
+/// and the primary key is back.
+#[tokio::test]
+async fn chunked_loads_equal_one_chunk_and_the_append_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_plan = faulty_sample(dir.path());
+    for basis in [ChangeBasis::PreviousClose, ChangeBasis::Intraday] {
+        let mut results = Vec::new();
+        for (label, chunk_rows, non_empty) in [
+            ("a company per chunk", 1, false),
+            ("one chunk", u64::MAX, false),
+            ("append path", 1, true),
+        ] {
+            let db = TestDb::new().await;
+            if non_empty {
+                // A row of another company makes the table non-empty: insert_query.sql runs.
+                let mut plan = base_plan.clone();
+                plan.basis = basis;
+                let first = db.load_plan(&plan).await;
+                assert!(first.error.is_none(), "{:?}", first.error);
+                let mut conn = db.conn().await;
+                sqlx::raw_sql(
+                    "DELETE FROM load_run_scope; DELETE FROM load_rejects; \
+                     DELETE FROM historical_stocks_data; \
+                     INSERT INTO historical_stocks_data VALUES \
+                     ('2001-01-02', 1, 1, 1, 1, 1, NULL, NULL, '0OTHER')",
+                )
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+            let mut plan = base_plan.clone();
+            plan.basis = basis;
+            plan.chunk_rows = chunk_rows;
+            let report = db.load_plan(&plan).await;
+            assert!(report.error.is_none(), "{label}: {:?}", report.error);
+            let chunked = report
+                .summary
+                .scripts
+                .iter()
+                .any(|s| s.name == "insert_empty.sql");
+            assert_eq!(chunked, !non_empty, "{label}: which path ran");
+            let mut rows = db.rows().await;
+            rows.retain(|r| r[0].as_deref() != Some("0OTHER"));
+            assert!(rows.len() > 2000, "{label}: {} rows", rows.len());
+            let (rejects, scope) = ledger_rows(&db).await;
+            assert!(rejects.as_deref().unwrap_or("").contains("row|"), "{label}");
+            assert_eq!(
+                work_left(&db).await,
+                some("run_rejects,run_scope / 0 0"),
+                "{label}"
+            );
+            assert_eq!(
+                db.scalar(
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
+                     WHERE conname = 'historical_stocks_data_pkey'"
+                )
+                .await,
+                some("PRIMARY KEY (company_name, stock_date)"),
+                "{label}"
+            );
+            results.push((label, rows, rejects, scope));
+        }
+        for other in &results[1..] {
+            assert!(results[0].1 == other.1, "{basis:?}: rows of {} differ", other.0);
+            assert_eq!(results[0].2, other.2, "{basis:?}: rejects of {}", other.0);
+            assert_eq!(results[0].3, other.3, "{basis:?}: scope of {}", other.0);
+        }
+    }
+}
+
+/// A chunked load that fails after chunks were committed (too many rejects, found only once
+/// every chunk is staged) leaves the table as it was — empty, its key in place — and drops its
+/// chunks and work rows; so does the next load with what a killed run left behind.
+#[tokio::test]
+async fn a_failed_chunked_load_leaves_no_work_behind() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = faulty_sample(dir.path());
+    plan.chunk_rows = 1;
+    plan.max_reject_ratio = 0.001;
+    let report = db.load_plan(&plan).await;
+    let error = report.error.expect("too many rejects").to_string();
+    assert!(error.contains("rejected"), "{error}");
+    assert_eq!(db.rows().await.len(), 0);
+    assert_eq!(work_left(&db).await, some("run_rejects,run_scope / 0 0"));
+    assert_eq!(
+        db.scalar("SELECT count(*)::text FROM pg_constraint WHERE conname = 'historical_stocks_data_pkey'")
+            .await,
+        some("1")
+    );
+    // What a killed run leaves: a chunk and work rows of a run that no longer runs.
+    let mut conn = db.conn().await;
+    sqlx::raw_sql(
+        "CREATE UNLOGGED TABLE stockload_work.stage_424242_1 (x int); \
+         INSERT INTO stockload_work.run_scope VALUES (424242, 'GONE', '2001-01-01'); \
+         INSERT INTO stockload_work.run_rejects (run_id, kind, file, reason) \
+         VALUES (424242, 'file', 'gone.csv', 'killed')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    plan.max_reject_ratio = 1.0;
+    let report = db.load_plan(&plan).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(work_left(&db).await, some("run_rejects,run_scope / 0 0"));
+    assert_eq!(
+        db.scalar("SELECT count(*)::text FROM load_run_scope WHERE company_name = 'GONE'")
+            .await,
+        some("0")
+    );
+}
