@@ -17,7 +17,7 @@
 #                    sql/recompute_all_changes.sql for comparison
 #
 # Prints seconds, peak RSS (/usr/bin/time -v), each ratio, and where stockload's time went
-# (its per-script timers). DuckDB is installed from PyPI into the bench's own venv
+# (its per-script timers). Every measured command starts after a CHECKPOINT. DuckDB is installed from PyPI into the bench's own venv
 # (target/bench-venv). BENCH_REPS (default 3), BENCH_ROWS (2520), BENCH_DIR (work folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,6 +87,9 @@ base=${URL%/postgres}
 
 measure() { # label command... ; appends "label seconds rss_kb" to $WORK/results
   local label=$1; shift
+  # Each measured command starts from a checkpoint: none pays for the dirty buffers and WAL the
+  # previous one left (which made the doubled batch look superlinear).
+  psql -qX "$URL" -c CHECKPOINT >/dev/null
   "$TIME" -v -o "$WORK/$label.time" "$@" >"$WORK/$label.out" 2>"$WORK/$label.err" ||
     { echo "$label failed:" >&2; tail -5 "$WORK/$label.err" >&2; exit 1; }
   local secs rss

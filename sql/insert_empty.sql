@@ -9,6 +9,8 @@
 -- daily_percent_change. (The staging session recorded the chunk's rejects and first days:
 -- stage_rejects.sql, stage_scope.sql.)
 -- The table is empty, so no company has a stored close before the batch: lag's default is NULL.
+-- lag() ignores the window frame; the ROWS frame only spares the executor the peer checks of the
+-- default RANGE frame (~0.1 s per 2.5 M rows).
 -- One statement per change basis, the basis written out: the planner folds the formulas' CASE
 -- for a constant basis, and the other statement's one-time filter makes it do nothing.
 
@@ -21,7 +23,8 @@ SELECT w.stock_date, w.open_value, w.high_value, w.low_value, w.close_value, w.v
        w.company_name
 FROM (SELECT s.company_name, s.stock_date, s.open_value, s.high_value, s.low_value,
              s.close_value, s.volume_traded,
-             lag(s.close_value) OVER (PARTITION BY s.company_name ORDER BY s.stock_date)
+             lag(s.close_value) OVER (PARTITION BY s.company_name ORDER BY s.stock_date
+                                      ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
                  AS previous_close
       FROM stockload_stage AS s
       WHERE s.reject_kind IS NULL) AS w
