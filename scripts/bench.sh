@@ -17,8 +17,8 @@
 #                    sql/recompute_all_changes.sql for comparison
 #
 # Prints seconds, peak RSS (/usr/bin/time -v), each ratio, and where stockload's time went
-# (its per-script timers). Every measured command starts after a CHECKPOINT. DuckDB is installed from PyPI into the bench's own venv
-# (target/bench-venv). BENCH_REPS (default 3), BENCH_ROWS (2520), BENCH_DIR (work folder).
+# (its per-script timers). Every measured command starts after a CHECKPOINT. DuckDB is installed
+# from PyPI into the bench's own venv (target/bench-venv). BENCH_REPS (default 3), BENCH_ROWS (2520), BENCH_DIR (work folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
