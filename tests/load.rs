@@ -731,7 +731,11 @@ async fn chunked_loads_equal_one_chunk_and_the_append_path() {
             results.push((label, rows, rejects, scope));
         }
         for other in &results[1..] {
-            assert!(results[0].1 == other.1, "{basis:?}: rows of {} differ", other.0);
+            assert!(
+                results[0].1 == other.1,
+                "{basis:?}: rows of {} differ",
+                other.0
+            );
             assert_eq!(results[0].2, other.2, "{basis:?}: rejects of {}", other.0);
             assert_eq!(results[0].3, other.3, "{basis:?}: scope of {}", other.0);
         }
