@@ -161,6 +161,14 @@ async fn run_batch(
             .iter()
             .map(|name| scripts.load(&transform::for_engine(name, distributed)))
             .collect::<Result<Vec<_>>>()?;
+        if !distributed {
+            // What a killed empty-table load left in stockload_work (runs take turns: no other
+            // is staging now), so it does not wait for the next empty-table load.
+            let clear = scripts.load(transform::CLEAR_WORK_SCRIPT)?;
+            summary
+                .scripts
+                .push(transform::run_script(&mut tx, &clear).await?);
+        }
         transform::run_script(&mut tx, &stage_script).await?;
         let counts = stage::stage_files(
             &mut tx,
@@ -236,7 +244,9 @@ async fn load_empty(
         .push(transform::run_script(tx, &steps.drop_key).await?);
     let mut stager = db.connect().await?;
     // Chunks a failed or killed run left behind (runs take turns: none is staging now).
-    stage::clear_chunks(&mut stager, &steps.clear_work, None).await?;
+    summary
+        .scripts
+        .push(stage::clear_chunks(&mut stager, &steps.clear_work, None).await?);
     let (ready, mut chunks) = mpsc::channel::<stage::Chunk>(1);
     let staging = stage::stage_chunks(
         &mut stager,

@@ -184,15 +184,14 @@ pub async fn clear_chunks(
     conn: &mut PgConnection,
     script: &Script,
     run_id: Option<i64>,
-) -> Result<()> {
+) -> Result<ScriptRun> {
     let run = run_id.map(|id| id.to_string()).unwrap_or_default();
     sqlx::query("SELECT set_config('stockload.clear_run', $1, false)")
         .bind(run)
         .execute(&mut *conn)
         .await
         .map_err(|e| Error::database("naming the run whose staging chunks to drop", e))?;
-    transform::run_script(conn, script).await?;
-    Ok(())
+    transform::run_script(conn, script).await
 }
 
 /// Where the files come from, for messages and re-reads.
