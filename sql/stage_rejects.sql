@@ -1,5 +1,6 @@
--- stage_rejects.sql — run by the staging session of a load into an empty table, on each chunk
--- it staged, before committing it (the load's transaction then has less to do per chunk).
+-- stage_rejects.sql — the staging session notes a chunk's rejects (load into an empty table).
+-- Runs on each chunk it staged, before committing it (the load's transaction then has less to
+-- do per chunk).
 -- Reads: stockload_stage (a view of the chunk: its rejected rows and skipped files), setting
 -- stockload.run_id. Writes: stockload_work.run_rejects, one row per skipped file and rejected
 -- row; record_staged.sql moves them into load_rejects inside the load's transaction.

@@ -1,5 +1,5 @@
--- stage_scope.sql — run by the staging session of a load into an empty table, on each chunk
--- it staged, before committing it.
+-- stage_scope.sql — the staging session notes a chunk's first days (load into an empty table).
+-- Runs on each chunk it staged, before committing it.
 -- Reads: stockload_stage (a view of the chunk, which holds whole companies), setting
 -- stockload.run_id. Writes: stockload_work.run_scope, each company's first loaded day (for the
 -- scoped follow-up recompute_changes.sql); record_staged.sql moves them into load_run_scope

@@ -77,6 +77,22 @@ fn sql_prints_exactly_the_embedded_script() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no script named nope.sql"));
 }
 
+/// `stockload sql | head -1`: a reader that closes the pipe early ends the output quietly (it
+/// used to panic inside `println!`).
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // the reader is gone before the first write: every write fails with EPIPE
+    let output = stockload()
+        .args(["sql", "insert_query"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
+}
+
 #[test]
 fn an_unreachable_database_fails_without_showing_the_password() {
     let batch = batch();

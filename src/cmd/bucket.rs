@@ -27,7 +27,7 @@ pub(crate) async fn run(command: BucketCommand) -> Result<bool> {
         }
     };
     for line in done {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(true)
 }

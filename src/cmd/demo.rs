@@ -16,7 +16,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<bool> {
     let (url, _cluster) = match &args.database_url {
         Some(url) => (url.expose().to_string(), None),
         None => {
-            println!("starting a throwaway PostgreSQL ...");
+            outln!("starting a throwaway PostgreSQL ...");
             let started = tokio::task::spawn_blocking(|| devdb::TempCluster::start(&[]))
                 .await
                 .map_err(|e| Error::task("starting a throwaway PostgreSQL", e))??;
@@ -37,7 +37,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<bool> {
         seed: 42,
     };
     let batch = sample::generate(folder.path(), &spec)?;
-    println!(
+    outln!(
         "generated {} company files ({} trading days each) and {} faulty cases in {}",
         args.files,
         args.rows,
@@ -49,19 +49,19 @@ pub(crate) async fn run(args: DemoArgs) -> Result<bool> {
         Location::Local(batch.companies.clone()),
     );
     let report = load::run(&db, &Storage::new(None), &plan, &super::progress_bar(true)).await;
-    println!();
-    print!("{}", report.summary);
+    outln!();
+    out!("{}", report.summary);
     let mut conn = db.connect().await?;
     if let Some(run_id) = report.summary.run_id {
         for (file, line, reason) in report::rejects(&mut conn, run_id, 20).await? {
-            println!(
+            outln!(
                 "  rejected:  {file} line {}: {reason}",
                 line.unwrap_or_default()
             );
         }
     }
-    println!();
-    print!("{}", report::stats(&mut conn).await?);
-    println!("\nall done; the throwaway database and sample files are removed now");
+    outln!();
+    out!("{}", report::stats(&mut conn).await?);
+    outln!("\nall done; the throwaway database and sample files are removed now");
     Ok(report.summary.ok())
 }

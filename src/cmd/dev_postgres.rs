@@ -15,7 +15,7 @@ pub(crate) async fn run(args: DevPostgresArgs) -> Result<bool> {
             .await
             .map_err(|e| Error::Cluster(e.to_string()))??;
         cluster.create_database("stockload").await?;
-        println!("{}", cluster.url("stockload"));
+        outln!("{}", cluster.url("stockload"));
         wait_for_stdin_to_close().await;
         drop(cluster);
         return Ok(true);
@@ -23,7 +23,7 @@ pub(crate) async fn run(args: DevPostgresArgs) -> Result<bool> {
     let cluster = tokio::task::spawn_blocking(|| devdb::TempCluster::start(&[]))
         .await
         .map_err(|e| Error::task("starting a throwaway PostgreSQL", e))??;
-    println!("{}", cluster.url("postgres"));
+    outln!("{}", cluster.url("postgres"));
     wait_for_stdin_to_close().await;
     drop(cluster);
     Ok(true)

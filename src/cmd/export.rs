@@ -14,6 +14,6 @@ pub(crate) async fn run(args: ExportArgs) -> Result<bool> {
     db::check_schema(&mut conn).await?;
     let reader = super::reader_for(&[&target], &args.aws).await?;
     let bytes = report::export(&mut conn, &target, &reader).await?;
-    println!("wrote {bytes} bytes to {target}");
+    outln!("wrote {bytes} bytes to {target}");
     Ok(true)
 }

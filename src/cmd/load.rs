@@ -23,11 +23,11 @@ pub(crate) async fn run(args: LoadArgs) -> Result<bool> {
 
 fn print_summary(summary: &Summary, json: bool) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(summary).unwrap_or_default()
         );
     } else {
-        print!("{summary}");
+        out!("{summary}");
     }
 }

@@ -12,15 +12,15 @@ pub(crate) async fn run(args: MigrateArgs) -> Result<bool> {
     let mut conn = db.connect().await?;
     let applied = db::migrate(&mut conn).await?;
     if applied.is_empty() {
-        println!("{}: schema is up to date", db.display());
+        outln!("{}: schema is up to date", db.display());
     } else {
         for name in applied {
-            println!("applied {name}");
+            outln!("applied {name}");
         }
     }
     if args.distributed {
         distribute(&mut conn).await?;
-        println!(
+        outln!(
             "{}: historical_stocks_data is distributed by company_name; the ledger tables are reference tables",
             db.display()
         );

@@ -1,6 +1,18 @@
 //! One file per subcommand, each with a `run(args)`; this file dispatches the command line to them
 //! and keeps the few helpers several commands share.
 
+/// `print!` for the commands' output: a closed stdout (`stockload sql | head`) ends the output
+/// quietly instead of panicking, as `print!` would.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cmd::write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` for the commands' output (see [`out!`]).
+macro_rules! outln {
+    () => { $crate::cmd::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cmd::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 #[cfg(feature = "aws")]
 mod bucket;
 #[cfg(feature = "dev-tools")]
@@ -18,7 +30,7 @@ mod sql;
 mod stats;
 mod watch;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -101,4 +113,15 @@ pub fn progress_bar(wanted: bool) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// Writes command output to stdout. A reader that went away (broken pipe) is not an error worth
+/// reporting; any other failure is logged, once per write, rather than panicking.
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            tracing::warn!("could not write to standard output: {err}");
+        }
+    }
 }

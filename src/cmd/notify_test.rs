@@ -20,9 +20,9 @@ pub(crate) async fn run(args: NotifyTestArgs) -> Result<bool> {
     let notice = notify::Notice::test(&args.notify.notify_name);
     let failures = notify::send_all(&targets, &notice, aws.as_ref()).await;
     for target in &targets {
-        println!("{target}");
+        outln!("{target}");
     }
-    println!(
+    outln!(
         "sent {:?} to {} of {} targets",
         notice.subject,
         targets.len() - failures.len(),

@@ -11,7 +11,7 @@ pub(crate) async fn run(args: DefinitionArgs) -> Result<bool> {
     let definition = pipeline::build_definition(&settings);
     pipeline::validate(&definition).map_err(Error::Definition)?;
     let json = definition.to_json_pretty();
-    println!("{json}");
+    outln!("{json}");
     if args.upload {
         upload(&args.aws, &settings.source_bucket, json).await?;
     }

@@ -14,7 +14,7 @@ pub(crate) fn run(args: SampleArgs) -> Result<bool> {
         seed: args.seed,
     };
     let batch = sample::generate(&args.out, &spec)?;
-    println!(
+    outln!(
         "wrote {} files to {} and the index {} ({} listed)",
         args.files,
         batch.stocks.display(),

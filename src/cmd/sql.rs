@@ -13,7 +13,7 @@ pub(crate) fn run(args: SqlArgs) -> Result<bool> {
                     "no script named {name}; `stockload sql` lists them"
                 ))
             })?;
-            print!("{text}");
+            out!("{text}");
         }
         None => {
             for name in transform::list() {
@@ -21,7 +21,7 @@ pub(crate) fn run(args: SqlArgs) -> Result<bool> {
                     .and_then(|t| t.lines().next())
                     .unwrap_or_default()
                     .trim_start_matches("-- ");
-                println!("{about}");
+                outln!("{about}");
             }
         }
     }

@@ -12,12 +12,12 @@ pub(crate) async fn run(args: StatsArgs) -> Result<bool> {
     db::check_schema(&mut conn).await?;
     let stats = report::stats(&mut conn).await?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&stats).unwrap_or_default()
         );
     } else {
-        print!("{stats}");
+        out!("{stats}");
     }
     Ok(true)
 }

@@ -49,7 +49,7 @@ pub(crate) async fn run(args: WatchArgs) -> Result<bool> {
             once: args.once,
         };
         let runs = trigger::queue::consume(&ctx, &template, &options).await?;
-        println!("handled {runs} runs");
+        outln!("handled {runs} runs");
         return Ok(true);
     }
     let (Some(monitored), Some(source)) = (monitored, source) else {
@@ -66,6 +66,6 @@ pub(crate) async fn run(args: WatchArgs) -> Result<bool> {
         max_attempts: args.max_attempts.max(1),
     };
     let runs = trigger::watch::watch(&ctx, &template, &options).await?;
-    println!("started {runs} runs");
+    outln!("started {runs} runs");
     Ok(true)
 }
