@@ -2,8 +2,8 @@
 -- For an empty historical_stocks_data (the first load, a reload after TRUNCATE), instead of
 -- insert_query.sql and update_changes.sql.
 -- stockload_stage is then a view of the chunk (stockload_work.stage_<run>_<n>), which holds
--- whole companies only, so every company's window sees all of its rows. The key is dropped before the first chunk (drop_key.sql) and
--- rebuilt after the last (add_key.sql).
+-- whole companies only, so every company's window sees all of its rows. The key is dropped
+-- before the first chunk (drop_key.sql) and rebuilt after the last (add_key.sql).
 -- Reads: stockload_stage, setting stockload.change_basis.
 -- Writes: historical_stocks_data — every row of the chunk, with its value_change and
 -- daily_percent_change. (The staging session recorded the chunk's rejects and first days:
