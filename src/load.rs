@@ -137,7 +137,7 @@ async fn run_batch(
     // On Citus the key is not dropped and rebuilt (DDL on the shards after this transaction's
     // parallel reads of them): every batch takes the insert_query.sql path.
     let empty_table = !distributed && transform::target_is_empty(&mut tx).await?;
-    let counts = if empty_table {
+    if empty_table {
         let steps = EmptyLoad {
             staging: stage::ChunkScripts {
                 create: stage_script,
@@ -155,7 +155,7 @@ async fn run_batch(
         load_empty(
             &mut tx, db, reader, plan, &entries, &steps, run_id, summary, progress,
         )
-        .await?
+        .await?;
     } else {
         let transforms = transform::APPEND_SCRIPTS
             .iter()
@@ -185,9 +185,7 @@ async fn run_batch(
             let run = transform::run_script(&mut tx, script).await?;
             summary.scripts.push(run);
         }
-        counts
-    };
-    record_counts(summary, &counts);
+    }
     if let Some(script) = &clear_script {
         let run = transform::run_script(&mut tx, script).await?;
         summary.scripts.push(run);
@@ -238,7 +236,7 @@ async fn load_empty(
     run_id: i64,
     summary: &mut Summary,
     progress: &ProgressBar,
-) -> Result<stage::StageCounts> {
+) -> Result<()> {
     summary
         .scripts
         .push(transform::run_script(tx, &steps.drop_key).await?);
@@ -290,12 +288,12 @@ async fn load_empty(
             .scripts
             .push(transform::run_script(tx, script).await?);
     }
-    Ok(counts)
+    Ok(())
 }
 
 /// After a failed run: drops the staging chunks it committed (a load into an empty table), once
-/// its transaction is gone (until then it holds their locks). Best effort: a chunk left here is
-/// dropped by the next load into an empty table.
+/// its transaction is gone (until then it holds their locks; clear_work.sql waits 2 s at most
+/// per chunk). Best effort: a chunk left here is dropped by the next load.
 async fn clear_chunks_after(db: &Db, plan: &Plan, run_id: i64) {
     let attempt = async {
         let script = Scripts {

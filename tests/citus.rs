@@ -25,7 +25,10 @@ fn cluster() -> Option<&'static CitusCluster> {
                 return None;
             }
             Some(
-                CitusCluster::start(2, &[("fsync", "off")])
+                // The tests run in parallel, each load opening several connections per worker
+                // (Citus's adaptive executor): room for all of them, so a busy machine cannot
+                // make a node refuse the coordinator ("failure on connection marked as essential").
+                CitusCluster::start(2, &[("fsync", "off"), ("max_connections", "300")])
                     .expect("cannot start the throwaway Citus cluster"),
             )
         })
