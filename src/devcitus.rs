@@ -19,6 +19,8 @@ pub struct CitusCluster {
     /// Whether the workers' superuser has the coordinator's password yet (set once, by the
     /// first [`CitusCluster::create_database`]; roles are cluster-wide).
     password_shared: tokio::sync::Mutex<bool>,
+    /// Held while a database's workers are added (see [`CitusCluster::create_database`]).
+    adding_nodes: tokio::sync::Mutex<()>,
 }
 
 /// Server settings every node needs: Citus preloaded, prepared transactions for its two-phase
@@ -59,6 +61,7 @@ impl CitusCluster {
             coordinator,
             workers,
             password_shared: tokio::sync::Mutex::new(false),
+            adding_nodes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -70,6 +73,13 @@ impl CitusCluster {
     /// The password every node's superuser has.
     pub fn password(&self) -> &str {
         self.coordinator.password()
+    }
+
+    /// The server logs: the coordinator's, then each worker's.
+    pub fn log_paths(&self) -> Vec<PathBuf> {
+        std::iter::once(self.coordinator.log_path())
+            .chain(self.workers.iter().map(TempCluster::log_path))
+            .collect()
     }
 
     /// The coordinator's port, then each worker's.
@@ -115,6 +125,10 @@ impl CitusCluster {
             ),
         )
         .await?;
+        // Adding a node copies the roles onto it (ALTER ROLE on the worker): two databases set
+        // up at once would update the same role row and one would fail ("tuple concurrently
+        // updated", reported as "failure on connection marked as essential"). One at a time.
+        let _adding = self.adding_nodes.lock().await;
         for worker in &self.workers {
             execute(
                 &mut conn,

@@ -25,10 +25,7 @@ fn cluster() -> Option<&'static CitusCluster> {
                 return None;
             }
             Some(
-                // The tests run in parallel, each load opening several connections per worker
-                // (Citus's adaptive executor): room for all of them, so a busy machine cannot
-                // make a node refuse the coordinator ("failure on connection marked as essential").
-                CitusCluster::start(2, &[("fsync", "off"), ("max_connections", "300")])
+                CitusCluster::start(2, &[("fsync", "off")])
                     .expect("cannot start the throwaway Citus cluster"),
             )
         })
@@ -50,7 +47,19 @@ async fn citus_db(cluster: &CitusCluster) -> TestDb {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::SeqCst)
     );
-    cluster.create_database(&name).await.unwrap();
+    // On failure, the nodes' logs say why (a worker's view is not in the coordinator's error).
+    if let Err(err) = cluster.create_database(&name).await {
+        for log in cluster.log_paths() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!(
+                "== {}\n{}",
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        panic!("{err:?}");
+    }
     let output = stockload()
         .args(["migrate", "--distributed"])
         .env("DATABASE_URL", cluster.url(&name))

@@ -809,3 +809,60 @@ async fn a_failed_chunked_load_leaves_no_work_behind() {
     assert!(report.error.is_none(), "{:?}", report.error);
     assert_eq!(work_left(&db).await, some("run_rejects,run_scope / 0 0"));
 }
+
+/// A row the parser accepts but PostgreSQL refuses inside COPY (here: a staging table changed
+/// with `--sql-dir` to hold prices below 100 only) fails the run with the file and line that
+/// row came from — in a chunk of its own (empty table) and in the one COPY of the append path —
+/// and leaves nothing behind.
+#[tokio::test]
+async fn a_copy_error_names_the_file_and_line_in_both_paths() {
+    let scripts = tempfile::tempdir().unwrap();
+    for name in stockload::transform::list() {
+        let mut text = stockload::transform::embedded(name).unwrap().to_string();
+        if name == "create_stage.sql" {
+            text = text.replace("open_value    numeric", "open_value    numeric(3,1)");
+            assert!(
+                text.contains("numeric(3,1)"),
+                "create_stage.sql changed shape"
+            );
+        }
+        let path = scripts.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let batch = Batch::new(
+        &[
+            ("AAA.csv", &csv(&[("2020-01-02", "10", "11")])),
+            (
+                "BBB.csv",
+                &csv(&[
+                    ("2020-01-02", "10", "11"),
+                    ("2020-01-03", "12345", "11"),
+                    ("2020-01-06", "10", "11"),
+                ]),
+            ),
+        ],
+        "AAA.csv, BBB.csv",
+    );
+    for non_empty in [false, true] {
+        let db = TestDb::new().await;
+        let mut before = Vec::new();
+        if non_empty {
+            let first = db.load(&fixture(), ChangeBasis::PreviousClose).await;
+            assert!(first.error.is_none(), "{:?}", first.error);
+            before = db.rows().await;
+        }
+        let mut plan = batch.plan();
+        plan.sql_dir = Some(scripts.path().to_path_buf());
+        plan.chunk_rows = 1;
+        let report = db.load_plan(&plan).await;
+        let error = report.error.expect("numeric field overflow").to_string();
+        assert!(
+            error.contains("BBB.csv line 3"),
+            "non-empty {non_empty}: {error}"
+        );
+        assert!(error.contains("numeric field overflow"), "{error}");
+        assert_eq!(db.rows().await, before);
+        assert_eq!(work_left(&db).await, some("run_rejects,run_scope / 0 0"));
+    }
+}
