@@ -12,17 +12,8 @@ cd "$(dirname "$0")/.."
 
 FILES=${1:-7192}
 ROWS=${BENCH_ROWS:-2520}
-WORK=${BENCH_DIR:-$(mktemp -d /tmp/stockload-scale.XXXXXX)}
-mkdir -p "$WORK"
-chmod 755 "$WORK"
-TIME=/usr/bin/time
-[ -x "$TIME" ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
-command -v psql >/dev/null || { echo "needs psql (postgresql-client)" >&2; exit 1; }
-
-export PGOPTIONS="-c client_min_messages=warning"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet --bin stockload
-BIN=$CARGO_TARGET_DIR/release/stockload
+source scripts/lib/bench.sh
+bench_setup stockload-scale
 
 if [ ! -f "$WORK/batch/CompanyNames/top_companies.txt" ]; then
   echo "generating $FILES files x $ROWS rows in $WORK ..."
@@ -35,12 +26,7 @@ for part in 4 2 1; do
   head -n $((total / part)) "$WORK/all.txt" >"$WORK/index.$part.txt"
 done
 
-coproc PG { "$BIN" dev-postgres; }
-read -r URL <&"${PG[0]}"
-pg_in=${PG[1]}
-cleanup() { exec {pg_in}>&-; wait "$PG_PID" 2>/dev/null || true; }
-trap cleanup EXIT
-base=${URL%/postgres}
+bench_cluster
 
 printf '\n%-10s%10s%12s%10s%14s%10s\n' files rows seconds "Mrows/s" "s per row vs" "peak RSS"
 first=""

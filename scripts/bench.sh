@@ -26,17 +26,8 @@ LISTED=${1:-1000}
 FILES=$((2 * LISTED))
 ROWS=${BENCH_ROWS:-2520}
 REPS=${BENCH_REPS:-3}
-WORK=${BENCH_DIR:-$(mktemp -d /tmp/stockload-bench.XXXXXX)}
-mkdir -p "$WORK"
-chmod 755 "$WORK"
-TIME=/usr/bin/time
-[ -x "$TIME" ] || { echo "bench needs GNU time: apt-get install time" >&2; exit 1; }
-command -v psql >/dev/null || { echo "bench needs psql (postgresql-client)" >&2; exit 1; }
-
-export PGOPTIONS="-c client_min_messages=warning"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet --bin stockload
-BIN=$CARGO_TARGET_DIR/release/stockload
+source scripts/lib/bench.sh
+bench_setup stockload-bench
 VENV=$CARGO_TARGET_DIR/bench-venv
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -c 'import duckdb' 2>/dev/null || "$VENV/bin/pip" install -q duckdb
@@ -78,12 +69,7 @@ with open(os.path.join(work, "day", "date"), "w") as f:
     f.write(f"{d}\n")
 PY
 
-coproc PG { "$BIN" dev-postgres; }
-read -r URL <&"${PG[0]}"
-pg_in=${PG[1]}
-cleanup() { exec {pg_in}>&-; wait "$PG_PID" 2>/dev/null || true; }
-trap cleanup EXIT
-base=${URL%/postgres}
+bench_cluster
 
 measure() { # label command... ; appends "label seconds rss_kb" to $WORK/results
   local label=$1; shift
