@@ -206,8 +206,7 @@ struct Place<'a> {
 /// The listed files, read and parsed `concurrency` at a time, in company order: the staged rows
 /// arrive sorted by (company_name, stock_date) (each file's rows are in file order, by date in
 /// practice), so the transforms' window sort takes PostgreSQL's presorted fast path and the table
-/// is written in key order; and the files of one company are adjacent, so chunks can hold whole
-/// companies.
+/// is written in key order.
 fn parsed_files<'a>(
     reader: &'a Storage,
     source: &'a Location,
@@ -222,7 +221,8 @@ fn parsed_files<'a>(
 }
 
 /// Runs one `COPY … FROM STDIN` (`statement`) and streams files into it: all of them, or with
-/// `chunk_rows` until at least that many rows are sent and the next file is another company's.
+/// `chunk_rows` until at least that many rows are sent. Chunks end between files, so they hold
+/// whole companies: the index lists each company once (`parse_index`), as one file.
 /// On any error the COPY is aborted and the error names the file and line when it can.
 async fn copy_files<S>(
     conn: &mut PgConnection,
@@ -243,20 +243,15 @@ where
         starts: Vec::new(),
         next_line: 1,
     };
-    let mut last_company: Option<&str> = None;
     let outcome: Result<()> = async {
         loop {
-            if let (Some(limit), Some(Ok((index, _)))) = (chunk_rows, files.as_mut().peek().await) {
-                let company = place.entries[*index].company.as_str();
-                if map.next_line > limit && last_company != Some(company) {
-                    break;
-                }
+            if chunk_rows.is_some_and(|limit| map.next_line > limit) {
+                break;
             }
             let Some(next) = files.as_mut().next().await else {
                 break;
             };
             let (index, parsed) = next?;
-            last_company = Some(place.entries[index].company.as_str());
             count(counts, &parsed);
             map.starts.push((map.next_line, index));
             map.next_line += parsed.row_lines.len() as u64;
