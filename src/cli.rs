@@ -145,9 +145,17 @@ pub struct RunArgs {
     /// Fail the run (and load nothing) when more than this fraction of rows is rejected.
     #[arg(long, default_value_t = DEFAULT_MAX_REJECT_RATIO, value_name = "RATIO")]
     pub max_reject_ratio: f64,
-    /// Files read and parsed at once.
+    /// Files read and parsed at once, at most.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
+    /// Bytes of files read and parsed at once (a larger file is read alone); bounds the memory
+    /// a run uses. Accepts a suffix: 64MiB, 512KiB, 1GiB.
+    #[arg(long, default_value_t = crate::plan::DEFAULT_MEMORY_BUDGET, value_parser = parse_bytes, value_name = "BYTES")]
+    pub memory_budget: u64,
+    /// Also read listed files that are symbolic links to files outside the source folder (by
+    /// default they are skipped unread).
+    #[arg(long)]
+    pub follow_symlinks: bool,
     /// Rows per staging chunk of a load into an empty table (whole companies per chunk): the
     /// transforms of one chunk run while the next is staged.
     #[arg(long, default_value_t = crate::plan::DEFAULT_CHUNK_ROWS, value_name = "ROWS")]
@@ -384,4 +392,28 @@ pub struct DefinitionArgs {
     /// AWS options (for --upload).
     #[command(flatten)]
     pub aws: AwsArgs,
+}
+
+/// Parses a byte count: a number with an optional suffix (B, KiB, MiB, GiB; KB/MB/GB and K/M/G
+/// are read as the binary units too).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count (e.g. 64MiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (use KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .filter(|bytes| *bytes > 0)
+        .ok_or_else(|| format!("{text:?} is not a usable byte count"))
 }

@@ -82,7 +82,10 @@ impl Db {
                 ("jit", "off"),
                 ("client_connection_check_interval", "2s"),
             ])
-            .log_statements(tracing::log::LevelFilter::Trace);
+            .log_statements(tracing::log::LevelFilter::Trace)
+            // A slow statement is worth a debug line, not a WARN with its full text: the load
+            // reports each script's time itself.
+            .log_slow_statements(tracing::log::LevelFilter::Debug, Duration::from_secs(1));
         let tls = tls::TlsFiles::from_options(&options);
         Db {
             options,

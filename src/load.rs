@@ -127,6 +127,8 @@ async fn run_batch(
             source: &plan.source,
             entries: &entries,
             concurrency: plan.concurrency,
+            memory_budget: plan.memory_budget,
+            follow_symlinks: plan.follow_symlinks,
             progress,
         },
     };

@@ -60,8 +60,14 @@ pub struct Plan {
     pub basis: ChangeBasis,
     /// Fail the run when rejected / read rows exceeds this.
     pub max_reject_ratio: f64,
-    /// Files read and parsed at once.
+    /// Files read and parsed at once, at most.
     pub concurrency: usize,
+    /// Bytes the files being read and parsed may hold at once (a file larger than this is
+    /// read alone): memory is bounded by this, whatever the files' count or size.
+    pub memory_budget: u64,
+    /// Read listed files that are symbolic links to files outside the source folder (by default
+    /// they are skipped unread).
+    pub follow_symlinks: bool,
     /// A load into an empty table stages its rows in chunks of about this many rows (whole
     /// companies each), so the transforms of one chunk overlap the staging of the next.
     pub chunk_rows: u64,
@@ -81,6 +87,8 @@ impl Plan {
             basis: ChangeBasis::default(),
             max_reject_ratio: DEFAULT_MAX_REJECT_RATIO,
             concurrency: DEFAULT_CONCURRENCY,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            follow_symlinks: false,
             chunk_rows: DEFAULT_CHUNK_ROWS,
             sql_dir: None,
             marker: None,
@@ -95,3 +103,14 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 /// Default `--chunk-rows`: large enough that a chunk's per-statement overhead is noise, small
 /// enough that its window sort stays in memory and the last chunk's transforms are short.
 pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
+
+/// Default `--memory-budget`: 64 MiB of files in flight. Measured peak RSS with it: see the
+/// README (Memory).
+pub const DEFAULT_MEMORY_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// The memory budget for a process allowed `memory_mib` MiB in all (a Lambda's configured
+/// memory): a quarter of it, leaving the rest for the runtime, the connections and the pieces of
+/// rows on their way to PostgreSQL; never below 16 MiB.
+pub fn memory_budget_for(memory_mib: u64) -> u64 {
+    (memory_mib * 1024 * 1024 / 4).max(16 * 1024 * 1024)
+}

@@ -1,5 +1,7 @@
 //! Staging: read and parse the listed files concurrently and stream their rows, in company order,
-//! into staging with `COPY … FROM STDIN`. Memory holds at most `concurrency` parsed files.
+//! into staging with `COPY … FROM STDIN`. Memory is bounded by bytes, not by files: the files
+//! being read and parsed hold at most the plan's memory budget (a larger file is read alone),
+//! and each file's rows go on to COPY in pieces as they are parsed.
 //!
 //! Two forms: [`stage_files`] streams the whole batch into the load transaction's temporary
 //! table `stockload_stage`; [`stage_chunks`] (a load into an empty table) streams it from a second
@@ -7,17 +9,18 @@
 //! as it is committed, so the transforms of one chunk run while the next is staged.
 
 use std::pin::pin;
+use std::sync::Arc;
 
 use futures::stream::{self, Stream, StreamExt};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{describe_sqlx, Error, Result};
-use crate::parse::{parse_file, skipped_file, Outcome, ParsedFile};
+use crate::parse::{parse_file, parse_stream, skipped_file, Outcome, Parsed, PIECE_BYTES};
 use crate::storage::index::Entry;
-use crate::storage::{FileRead, Location, Storage};
+use crate::storage::{FileRead, Location, Opened, Storage};
 use crate::transform::{self, Script, ScriptRun};
 
 /// The staging table's columns, in the order `parse` writes them.
@@ -46,12 +49,8 @@ pub struct StageCounts {
     pub rows_valid: u64,
     /// Rows rejected.
     pub rows_rejected: u64,
-}
-
-/// Where each file's rows start in the COPY stream, to turn a COPY error's line into a file line.
-struct StreamMap {
-    starts: Vec<(u64, usize)>,
-    next_line: u64,
+    /// Files with rejected rows, and the first of them.
+    files_with_rejects: (u64, Option<String>),
 }
 
 /// The listed files of a batch, where they are and how to read them.
@@ -63,10 +62,20 @@ pub struct Batch<'a> {
     pub source: &'a Location,
     /// The index's entries.
     pub entries: &'a [Entry],
-    /// How many files are read and parsed at once.
+    /// How many files are read and parsed at once, at most.
     pub concurrency: usize,
+    /// Bytes the files being read and parsed may hold at once (a larger file is read alone).
+    pub memory_budget: u64,
+    /// Read listed files that are symbolic links to files outside the source folder.
+    pub follow_symlinks: bool,
     /// Counts the files staged.
     pub progress: &'a ProgressBar,
+}
+
+/// Where each file's rows start in the COPY stream, to turn a COPY error's line into a file line.
+struct StreamMap {
+    starts: Vec<(u64, usize)>,
+    next_line: u64,
 }
 
 /// Streams every listed file into `stockload_stage`. On any error the COPY is aborted.
@@ -75,6 +84,7 @@ pub async fn stage_files(conn: &mut PgConnection, batch: Batch<'_>) -> Result<St
     let mut counts = StageCounts::default();
     let mut files = pin!(parsed_files(batch).peekable());
     copy_files(conn, &statement, &mut files, None, &mut counts, batch).await?;
+    warn_skipped(&counts, batch.entries.len());
     Ok(counts)
 }
 
@@ -144,15 +154,8 @@ pub async fn stage_chunks(
         .await
         .map_err(|e| Error::database(format!("creating the staging chunk {table}"), e))?;
         let statement = format!("COPY {table} {COPY_COLUMNS} FROM STDIN");
-        copy_files(
-            &mut tx,
-            &statement,
-            &mut files,
-            Some(chunk_rows),
-            &mut counts,
-            batch,
-        )
-        .await?;
+        let limit = Some(chunk_rows);
+        copy_files(&mut tx, &statement, &mut files, limit, &mut counts, batch).await?;
         for script in per_chunk {
             transform::add_run(&mut runs, transform::run_script(&mut tx, script).await?);
         }
@@ -167,6 +170,7 @@ pub async fn stage_chunks(
             break;
         }
     }
+    warn_skipped(&counts, batch.entries.len());
     Ok((counts, runs))
 }
 
@@ -185,23 +189,126 @@ pub async fn clear_chunks(
     transform::run_script(conn, script).await
 }
 
-/// The listed files, read and parsed `concurrency` at a time, in company order: the staged rows
-/// arrive sorted by (company_name, stock_date) (each file's rows are in file order, by date in
-/// practice), so the transforms' window sort takes PostgreSQL's presorted fast path and the table
-/// is written in key order.
-fn parsed_files(batch: Batch<'_>) -> impl Stream<Item = Result<(usize, ParsedFile)>> + '_ {
-    let Batch {
-        reader,
-        source,
-        entries,
-        concurrency,
-        ..
-    } = batch;
+/// One listed file, opened (or found unusable), not yet read.
+struct OpenedEntry {
+    index: usize,
+    /// The file as shown to users.
+    file: String,
+    opened: Opened,
+}
+
+/// One listed file being parsed: its staging rows arrive in pieces, then what it was.
+struct FileRows {
+    index: usize,
+    file: String,
+    pieces: mpsc::Receiver<Vec<u8>>,
+    parsed: tokio::task::JoinHandle<Parsed>,
+}
+
+/// What a file of `size` bytes holds while it is read, parsed and staged: its bytes, the first
+/// pass's notes when its dates are out of order (12 bytes a row of ~40 bytes or more), and
+/// up to three pieces of rows (one being written, one waiting, one being sent).
+fn memory_cost(size: u64) -> u64 {
+    size + size / 3 + (2 * size).min(3 * PIECE_BYTES as u64)
+}
+
+/// The budget is counted in KiB (a semaphore's permits are counted in u32).
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+/// The listed files, read and parsed in company order: the staged rows arrive sorted by
+/// (company_name, stock_date) (each file's rows are in file order, by date in practice), so the
+/// transforms' window sort takes PostgreSQL's presorted fast path and the table is written in
+/// key order. Up to `concurrency` files are opened ahead; each then waits, in order, until its
+/// memory cost fits in the budget (a file costing more than the whole budget waits for all of
+/// it, and so is read alone). Taking room strictly in order means the file COPY waits for
+/// always holds its room, so the room later files wait for is always freed.
+fn parsed_files(batch: Batch<'_>) -> impl Stream<Item = Result<FileRows>> + '_ {
+    let entries = batch.entries;
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by(|&a, &b| entries[a].company.cmp(&entries[b].company));
+    let budget = kib(batch.memory_budget).max(1);
+    let room = Arc::new(Semaphore::new(budget as usize));
+    let concurrency = batch.concurrency.max(1);
     stream::iter(order)
-        .map(move |index| read_and_parse(reader, source, &entries[index], index))
-        .buffered(concurrency.max(1))
+        .map(move |index| open_entry(batch, index))
+        .buffered(concurrency)
+        .then(move |opened| {
+            let room = room.clone();
+            async move {
+                let opened = opened?;
+                let cost = match &opened.opened {
+                    Opened::File(file) => kib(memory_cost(file.size())).min(budget),
+                    _ => 0,
+                };
+                // The budget is never closed, so this always gives a permit.
+                let permit = room.acquire_many_owned(cost).await.ok();
+                Ok((opened, permit))
+            }
+        })
+        .map(move |ready: Result<(OpenedEntry, Option<OwnedSemaphorePermit>)>| async move {
+            let (opened, permit) = ready?;
+            start_parse(batch, opened, permit).await
+        })
+        .buffered(concurrency)
+}
+
+async fn open_entry(batch: Batch<'_>, index: usize) -> Result<OpenedEntry> {
+    let entry = &batch.entries[index];
+    if let Some(problem) = &entry.problem {
+        return Ok(OpenedEntry {
+            index,
+            file: entry.file_name.clone(),
+            opened: Opened::Unusable(problem.clone()),
+        });
+    }
+    let source = batch.source;
+    let opened = batch
+        .reader
+        .open_listed(source, &entry.file_name, batch.follow_symlinks)
+        .await?;
+    Ok(OpenedEntry {
+        index,
+        file: source.join(&entry.file_name).to_string(),
+        opened,
+    })
+}
+
+/// Reads the file and starts parsing it on a blocking thread, which hands its rows on in
+/// pieces and keeps the file's room in the budget (`permit`) until it is done with its bytes.
+async fn start_parse(
+    batch: Batch<'_>,
+    opened: OpenedEntry,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Result<FileRows> {
+    let read = opened.opened.read().await?;
+    let company = batch.entries[opened.index].company.clone();
+    let file = opened.file.clone();
+    // One piece waiting: with one being written and one being sent, three per file at most.
+    let (sender, pieces) = mpsc::channel::<Vec<u8>>(1);
+    let parsed = tokio::task::spawn_blocking(move || {
+        let _room = permit;
+        let mut sink = |piece: Vec<u8>| sender.blocking_send(piece).is_ok();
+        match read {
+            FileRead::Bytes(bytes) => parse_stream(&company, &file, Some(&bytes), &mut sink),
+            FileRead::Missing => parse_stream(&company, &file, None, &mut sink),
+            FileRead::Unusable(reason) => {
+                let skipped = skipped_file(&company, &file, reason);
+                sink(skipped.copy_data);
+                Parsed {
+                    outcome: skipped.outcome,
+                    rows_staged: 1,
+                }
+            }
+        }
+    });
+    Ok(FileRows {
+        index: opened.index,
+        file: opened.file,
+        pieces,
+        parsed,
+    })
 }
 
 /// Runs one `COPY … FROM STDIN` (`statement`) and streams files into it: all of them, or with
@@ -214,10 +321,10 @@ async fn copy_files<S>(
     files: &mut std::pin::Pin<&mut stream::Peekable<S>>,
     chunk_rows: Option<u64>,
     counts: &mut StageCounts,
-    place: Batch<'_>,
+    batch: Batch<'_>,
 ) -> Result<()>
 where
-    S: Stream<Item = Result<(usize, ParsedFile)>>,
+    S: Stream<Item = Result<FileRows>>,
 {
     let mut copy = conn
         .copy_in_raw(statement)
@@ -235,20 +342,27 @@ where
             let Some(next) = files.as_mut().next().await else {
                 break;
             };
-            let (index, parsed) = next?;
-            count(counts, &parsed);
-            map.starts.push((map.next_line, index));
-            map.next_line += parsed.row_lines.len() as u64;
-            place.progress.inc(1);
-            let seconds = place.progress.elapsed().as_secs_f64().max(0.001);
-            place.progress.set_message(format!(
+            let mut rows = next?;
+            map.starts.push((map.next_line, rows.index));
+            while let Some(piece) = rows.pieces.recv().await {
+                if let Err(err) = copy.send(piece).await {
+                    return Err(copy_error(err, &map, batch).await);
+                }
+            }
+            let parsed = rows
+                .parsed
+                .await
+                .map_err(|e| Error::task(format!("parsing {}", rows.file), e))?;
+            map.next_line += parsed.rows_staged;
+            count(counts, &rows.file, &parsed.outcome);
+            let progress = batch.progress;
+            progress.inc(1);
+            let seconds = progress.elapsed().as_secs_f64().max(0.001);
+            progress.set_message(format!(
                 "{} rows, {:.0} rows/s",
                 counts.rows_read,
                 counts.rows_read as f64 / seconds
             ));
-            if let Err(err) = copy.send(parsed.copy_data).await {
-                return Err(copy_error(err, &map, place).await);
-            }
         }
         Ok(())
     }
@@ -256,7 +370,7 @@ where
     match outcome {
         Ok(()) => {
             if let Err(err) = copy.finish().await {
-                return Err(copy_error(err, &map, place).await);
+                return Err(copy_error(err, &map, batch).await);
             }
             Ok(())
         }
@@ -268,38 +382,14 @@ where
     }
 }
 
-async fn read_and_parse(
-    reader: &Storage,
-    source: &Location,
-    entry: &Entry,
-    index: usize,
-) -> Result<(usize, ParsedFile)> {
-    if let Some(problem) = &entry.problem {
-        let parsed = skipped_file(&entry.company, &entry.file_name, problem.clone());
-        return Ok((index, parsed));
-    }
-    let location = source.join(&entry.file_name);
-    let file = location.to_string();
-    let bytes = match reader.read_listed(&location).await? {
-        FileRead::Bytes(bytes) => Some(bytes),
-        FileRead::Missing => None,
-        FileRead::Unusable(reason) => {
-            return Ok((index, skipped_file(&entry.company, &file, reason)));
-        }
-    };
-    let company = entry.company.clone();
-    let parsed = tokio::task::spawn_blocking(move || parse_file(&company, &file, bytes.as_deref()))
-        .await
-        .map_err(|e| Error::task(format!("parsing {location}"), e))?;
-    Ok((index, parsed))
-}
-
-fn count(counts: &mut StageCounts, parsed: &ParsedFile) {
-    match &parsed.outcome {
+/// Counts one file. Each skipped file and each file with rejects is logged at debug level only:
+/// [`warn_skipped`] sums them up in one warning each (the full list is in the ledger).
+fn count(counts: &mut StageCounts, file: &str, outcome: &Outcome) {
+    match outcome {
         Outcome::Skipped { reason } => {
-            tracing::warn!(file = %parsed.file, "skipped: {reason}");
+            tracing::debug!(file, "skipped: {reason}");
             counts.skipped.push(SkippedFile {
-                file: parsed.file.clone(),
+                file: file.to_string(),
                 reason: reason.clone(),
             });
         }
@@ -313,22 +403,62 @@ fn count(counts: &mut StageCounts, parsed: &ParsedFile) {
             counts.rows_valid += rows_valid;
             counts.rows_rejected += rows_rejected;
             if *rows_rejected > 0 {
-                tracing::warn!(file = %parsed.file, "{rows_rejected} of {rows_read} rows rejected");
+                tracing::debug!(file, "{rows_rejected} of {rows_read} rows rejected");
+                let (files, first) = &mut counts.files_with_rejects;
+                *files += 1;
+                first.get_or_insert_with(|| {
+                    format!("{file}: {rows_rejected} of {rows_read} rows")
+                });
             }
         }
     }
 }
 
+/// One warning line for all the skipped files, one for all the files with rejected rows.
+fn warn_skipped(counts: &StageCounts, listed: usize) {
+    if let Some(first) = counts.skipped.first() {
+        tracing::warn!(
+            "{} of {} listed files skipped (first: {}: {}); the full list is in load_rejects \
+             and --json",
+            thousands(counts.skipped.len() as u64),
+            thousands(listed as u64),
+            first.file,
+            first.reason
+        );
+    }
+    if let (files, Some(first)) = &counts.files_with_rejects {
+        tracing::warn!(
+            "{} rows rejected in {} files (first: {first}); each is in load_rejects",
+            thousands(counts.rows_rejected),
+            thousands(*files)
+        );
+    }
+}
+
+/// `9990` as `9,990`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// Names the CSV file and line behind a failed COPY. PostgreSQL reports the COPY stream's line in
 /// the error context ("COPY stockload_stage, line 1234, column ..."); sqlx's own "at line N" is a
 /// line of PostgreSQL's C source and is ignored. The file is parsed again to find the line.
-async fn copy_error(err: sqlx::Error, map: &StreamMap, place: Batch<'_>) -> Error {
+async fn copy_error(err: sqlx::Error, map: &StreamMap, batch: Batch<'_>) -> Error {
     let Batch {
         reader,
         source,
         entries,
+        follow_symlinks,
         ..
-    } = place;
+    } = batch;
     let reason = describe_sqlx(&err);
     let stream_line = match &err {
         sqlx::Error::Database(db) => db
@@ -356,7 +486,8 @@ async fn copy_error(err: sqlx::Error, map: &StreamMap, place: Batch<'_>) -> Erro
     };
     let entry = &entries[index];
     let location = source.join(&entry.file_name);
-    let line = match reader.read_listed(&location).await {
+    let read = reader.read_listed(source, &entry.file_name, follow_symlinks);
+    let line = match read.await {
         Ok(FileRead::Bytes(bytes)) => {
             let parsed = parse_file(&entry.company, &location.to_string(), Some(&bytes));
             parsed

@@ -74,6 +74,8 @@ pub fn run_plan(args: &cli::RunArgs, source: Location, companies: Location) -> R
     plan.basis = args.change_basis;
     plan.max_reject_ratio = args.max_reject_ratio;
     plan.concurrency = args.concurrency.max(1);
+    plan.memory_budget = args.memory_budget;
+    plan.follow_symlinks = args.follow_symlinks;
     plan.chunk_rows = args.chunk_rows.max(1);
     plan.sql_dir = args.sql_dir.clone();
     Ok(plan)

@@ -7,7 +7,7 @@ pub mod index;
 pub mod s3;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::aws::Aws;
 use crate::error::{Error, Result};
@@ -51,23 +51,25 @@ impl Location {
     pub fn join(&self, name: &str) -> Location {
         match self {
             Location::Local(dir) => Location::Local(dir.join(name)),
-            Location::S3 { bucket, key } => {
-                let key = if key.is_empty() || key.ends_with('/') {
-                    format!("{key}{name}")
-                } else {
-                    format!("{key}/{name}")
-                };
-                Location::S3 {
-                    bucket: bucket.clone(),
-                    key,
-                }
-            }
+            Location::S3 { bucket, key } => Location::S3 {
+                bucket: bucket.clone(),
+                key: join_key(key, name),
+            },
         }
     }
 
     /// True for S3 locations.
     pub fn is_s3(&self) -> bool {
         matches!(self, Location::S3 { .. })
+    }
+}
+
+/// The key of `name` under the S3 prefix `key`.
+fn join_key(key: &str, name: &str) -> String {
+    if key.is_empty() || key.ends_with('/') {
+        format!("{key}{name}")
+    } else {
+        format!("{key}/{name}")
     }
 }
 
@@ -104,22 +106,116 @@ fn too_large(size: u64, max: u64) -> String {
     )
 }
 
-/// Reads a local company file without ever blocking on what is not a regular file: opened with
-/// O_NONBLOCK (a FIFO must not wait for a writer), then checked on the open handle (no race
-/// between checking and reading).
-async fn read_local_listed(path: &std::path::Path, max_bytes: u64) -> FileRead {
-    use std::os::unix::fs::FileTypeExt;
-    use tokio::io::AsyncReadExt;
-    let mut options = tokio::fs::OpenOptions::new();
-    options.read(true).custom_flags(libc::O_NONBLOCK);
-    let file = match options.open(path).await {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return FileRead::Missing,
-        Err(err) => return FileRead::Unusable(format!("cannot open: {err}")),
+/// A listed company file, opened: its size is known before its bytes are read, so the reader
+/// can wait for room in its memory budget first.
+#[derive(Debug)]
+pub enum Opened {
+    /// Open, ready to read.
+    File(OpenFile),
+    /// No such file.
+    Missing,
+    /// It exists but is not read: the reason (a directory, a special file, a link out of the
+    /// folder, too large, unreadable).
+    Unusable(String),
+}
+
+impl Opened {
+    /// Reads the whole file (the other outcomes as they are).
+    pub async fn read(self) -> Result<FileRead> {
+        match self {
+            Opened::File(file) => file.read().await,
+            Opened::Missing => Ok(FileRead::Missing),
+            Opened::Unusable(reason) => Ok(FileRead::Unusable(reason)),
+        }
+    }
+}
+
+/// An open company file, not yet read.
+#[derive(Debug)]
+pub struct OpenFile {
+    size: u64,
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    Local(tokio::fs::File),
+    #[cfg(feature = "aws")]
+    S3(s3::ListedBody),
+}
+
+impl OpenFile {
+    /// Its size in bytes (at most [`MAX_FILE_BYTES`]).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads it whole, into one buffer of its size.
+    pub async fn read(self) -> Result<FileRead> {
+        match self.body {
+            Body::Local(file) => Ok(read_local_body(file, self.size).await),
+            #[cfg(feature = "aws")]
+            Body::S3(body) => body.read(self.size).await,
+        }
+    }
+}
+
+/// Why a listed name is not read when it leads out of the source folder. It names neither the
+/// target nor anything in it: the target is not the user's to show.
+pub const LINK_OUT_OF_FOLDER: &str =
+    "is a symbolic link to a file outside the source folder: not read (--follow-symlinks reads it)";
+
+/// Where a listed local name leads: the path to open, or why it is not read. Links (and chains
+/// of links) are resolved; unless `follow_symlinks`, the file they end at must be inside the
+/// folder (both compared canonical).
+fn resolve_local(folder: &Path, name: &str, follow_symlinks: bool) -> std::result::Result<PathBuf, Opened> {
+    let path = folder.join(name);
+    let resolved = match std::fs::canonicalize(&path) {
+        Ok(resolved) => resolved,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(Opened::Missing),
+        Err(err) => return Err(Opened::Unusable(format!("cannot open: {err}"))),
     };
+    if follow_symlinks {
+        return Ok(path);
+    }
+    let inside = std::fs::canonicalize(folder).is_ok_and(|folder| resolved.starts_with(folder));
+    if inside {
+        Ok(resolved)
+    } else {
+        Err(Opened::Unusable(LINK_OUT_OF_FOLDER.to_string()))
+    }
+}
+
+/// Opens a local company file without ever blocking on what is not a regular file: opened with
+/// O_NONBLOCK (a FIFO must not wait for a writer), then checked on the open handle (no race
+/// between checking and reading). Unless `follow_symlinks`, a name that leads out of `folder` is
+/// not opened, and the file opened is checked again to be inside (a link swapped in between).
+async fn open_local_listed(folder: &Path, name: &str, follow_symlinks: bool, max_bytes: u64) -> Opened {
+    use std::os::unix::fs::FileTypeExt;
+    let (folder_path, name_owned) = (folder.to_path_buf(), name.to_string());
+    let resolved = tokio::task::spawn_blocking(move || {
+        resolve_local(&folder_path, &name_owned, follow_symlinks)
+    })
+    .await;
+    let path = match resolved {
+        Ok(Ok(path)) => path,
+        Ok(Err(opened)) => return opened,
+        Err(err) => return Opened::Unusable(format!("cannot open: {err}")),
+    };
+    let mut options = tokio::fs::OpenOptions::new();
+    let no_follow = if follow_symlinks { 0 } else { libc::O_NOFOLLOW };
+    options.read(true).custom_flags(libc::O_NONBLOCK | no_follow);
+    let file = match options.open(&path).await {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Opened::Missing,
+        Err(err) => return Opened::Unusable(format!("cannot open: {err}")),
+    };
+    if !follow_symlinks && !opened_inside(&file, folder) {
+        return Opened::Unusable(LINK_OUT_OF_FOLDER.to_string());
+    }
     let meta = match file.metadata().await {
         Ok(meta) => meta,
-        Err(err) => return FileRead::Unusable(format!("cannot read its metadata: {err}")),
+        Err(err) => return Opened::Unusable(format!("cannot read its metadata: {err}")),
     };
     let kind = meta.file_type();
     let what = if kind.is_file() {
@@ -138,17 +234,38 @@ async fn read_local_listed(path: &std::path::Path, max_bytes: u64) -> FileRead {
         Some("not a regular file")
     };
     if let Some(what) = what {
-        return FileRead::Unusable(format!("is {what}, not a regular file"));
+        return Opened::Unusable(format!("is {what}, not a regular file"));
     }
     if meta.len() > max_bytes {
-        return FileRead::Unusable(too_large(meta.len(), max_bytes));
+        return Opened::Unusable(too_large(meta.len(), max_bytes));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    if let Err(err) = file.take(max_bytes + 1).read_to_end(&mut bytes).await {
+    Opened::File(OpenFile {
+        size: meta.len(),
+        body: Body::Local(file),
+    })
+}
+
+/// Whether the open file is inside `folder`, as the kernel names it (`/proc/self/fd`); true
+/// where that cannot be asked (the name was checked before opening).
+fn opened_inside(file: &tokio::fs::File, folder: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match (std::fs::read_link(link), std::fs::canonicalize(folder)) {
+        (Ok(real), Ok(folder)) => real.starts_with(folder),
+        _ => true,
+    }
+}
+
+/// Reads an open local file whole; a file that grew past `size` since it was opened is read up
+/// to the cap and then refused.
+async fn read_local_body(file: tokio::fs::File, size: u64) -> FileRead {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::with_capacity(size as usize);
+    if let Err(err) = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).await {
         return FileRead::Unusable(format!("cannot read: {err}"));
     }
-    if bytes.len() as u64 > max_bytes {
-        return FileRead::Unusable(too_large(bytes.len() as u64, max_bytes));
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return FileRead::Unusable(too_large(bytes.len() as u64, MAX_FILE_BYTES));
     }
     FileRead::Bytes(bytes)
 }
@@ -313,19 +430,41 @@ impl Storage {
         }
     }
 
-    /// Reads one company file listed by the index. Only faults that concern the whole source
-    /// (S3 unreachable, a missing bucket) are errors; whatever the entry itself is, the answer is
-    /// its bytes, `Missing` or `Unusable` with the reason.
-    pub async fn read_listed(&self, location: &Location) -> Result<FileRead> {
-        match location {
-            Location::Local(path) => Ok(read_local_listed(path, MAX_FILE_BYTES).await),
+    /// Opens one company file listed by the index: `name` in `folder`. Only faults that concern
+    /// the whole source (S3 unreachable, a missing bucket) are errors; whatever the entry itself
+    /// is, the answer is an open file, `Missing` or `Unusable` with the reason. A local name that
+    /// leads out of the folder (a symbolic link) is `Unusable` unless `follow_symlinks`.
+    pub async fn open_listed(
+        &self,
+        folder: &Location,
+        name: &str,
+        follow_symlinks: bool,
+    ) -> Result<Opened> {
+        match folder {
+            Location::Local(dir) => {
+                Ok(open_local_listed(dir, name, follow_symlinks, MAX_FILE_BYTES).await)
+            }
             #[cfg(not(feature = "aws"))]
-            Location::S3 { .. } => Err(crate::aws::without_aws(&location.to_string())),
+            Location::S3 { .. } => Err(crate::aws::without_aws(&folder.to_string())),
             #[cfg(feature = "aws")]
             Location::S3 { bucket, key } => {
-                s3::get_listed(self.s3(location)?, bucket, key, MAX_FILE_BYTES).await
+                let key = join_key(key, name);
+                s3::open_listed(self.s3(folder)?, bucket, &key, MAX_FILE_BYTES).await
             }
         }
+    }
+
+    /// Reads one listed company file whole: [`Storage::open_listed`], then its bytes.
+    pub async fn read_listed(
+        &self,
+        folder: &Location,
+        name: &str,
+        follow_symlinks: bool,
+    ) -> Result<FileRead> {
+        self.open_listed(folder, name, follow_symlinks)
+            .await?
+            .read()
+            .await
     }
 
     /// Every file under a folder or prefix (recursively) whose name ends with `suffix`.

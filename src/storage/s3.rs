@@ -44,26 +44,27 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<
     }
 }
 
-/// Reads one listed company file: missing and access-denied objects and objects over `max_bytes`
-/// are per-file outcomes (the file is skipped with that reason); anything else — an outage, a
-/// missing bucket — fails the run, so a transient fault is retried instead of loading a part.
-pub async fn get_listed(
+/// Opens one listed company file (GetObject, its body not yet read): missing and
+/// access-denied objects and objects over `max_bytes` are per-file outcomes (the file is skipped
+/// with that reason); anything else — an outage, a missing bucket — fails the run, so a
+/// transient fault is retried instead of loading a part.
+pub async fn open_listed(
     client: &Client,
     bucket: &str,
     key: &str,
     max_bytes: u64,
-) -> Result<super::FileRead> {
-    use super::FileRead;
+) -> Result<super::Opened> {
+    use super::Opened;
     let response = match get_object(client, bucket, key).await {
         Ok(Some(response)) => response,
-        Ok(None) => return Ok(FileRead::Missing),
+        Ok(None) => return Ok(Opened::Missing),
         Err(err) => {
             let denied = err
                 .as_service_error()
                 .and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
                 == Some("AccessDenied");
             if denied {
-                return Ok(FileRead::Unusable(format!(
+                return Ok(Opened::Unusable(format!(
                     "cannot read: {}",
                     describe_sdk_error(&err)
                 )));
@@ -73,9 +74,57 @@ pub async fn get_listed(
     };
     let size = response.content_length().unwrap_or(0).max(0) as u64;
     if size > max_bytes {
-        return Ok(FileRead::Unusable(super::too_large(size, max_bytes)));
+        return Ok(Opened::Unusable(super::too_large(size, max_bytes)));
     }
-    Ok(FileRead::Bytes(body(response, bucket, key).await?))
+    Ok(Opened::File(super::OpenFile {
+        size,
+        body: super::Body::S3(ListedBody {
+            response,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        }),
+    }))
+}
+
+/// The unread body of a listed object.
+#[derive(Debug)]
+pub struct ListedBody {
+    response: GetObjectOutput,
+    bucket: String,
+    key: String,
+}
+
+impl ListedBody {
+    /// Reads the body into one buffer of the object's `size` (collecting it in segments and
+    /// copying them out would hold it twice).
+    pub async fn read(self, size: u64) -> Result<super::FileRead> {
+        let ListedBody {
+            mut response,
+            bucket,
+            key,
+        } = self;
+        let mut bytes = Vec::with_capacity(size as usize);
+        while let Some(chunk) = response.body.next().await {
+            let chunk = chunk.map_err(|err| {
+                s3_error_with(
+                    "get",
+                    &bucket,
+                    &key,
+                    format!("reading the body failed: {err}"),
+                    err,
+                )
+            })?;
+            if (bytes.len() + chunk.len()) as u64 > super::MAX_FILE_BYTES {
+                let grown = (bytes.len() + chunk.len()) as u64;
+                return Ok(super::FileRead::Unusable(super::too_large(
+                    grown,
+                    super::MAX_FILE_BYTES,
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(super::FileRead::Bytes(bytes))
+    }
 }
 
 /// Checks that the bucket exists and can be listed under `prefix`.

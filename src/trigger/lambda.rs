@@ -211,6 +211,11 @@ async fn run_direct(aws: &Aws, config: &LambdaConfig, marker: &S3Marker) -> Resu
         },
     );
     plan.marker = Some(marker.id());
+    // The files in flight get a share of the function's configured memory.
+    let memory = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok();
+    if let Some(mib) = memory.and_then(|mib| mib.trim().parse().ok()) {
+        plan.memory_budget = crate::plan::memory_budget_for(mib);
+    }
     let db = match config.db.as_ref().map(|source| database(aws, source)) {
         Some(db) => db.await,
         None => Err(Error::Config("no database configured".into())),
