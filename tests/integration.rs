@@ -8,11 +8,14 @@ mod cli;
 mod hostile;
 mod load;
 mod logs;
+mod memory;
 mod notify;
+mod quiet_logs;
 mod readonly;
 mod s3;
 mod secrets;
 mod stop;
+mod symlinks;
 mod tls;
 mod triggers;
 
