@@ -417,3 +417,19 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .filter(|bytes| *bytes > 0)
         .ok_or_else(|| format!("{text:?} is not a usable byte count"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_counts_take_binary_units() {
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        for bad in ["", "MiB", "0", "12XB", "-5", "99999999999999GiB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+}

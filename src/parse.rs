@@ -803,6 +803,124 @@ mod tests {
     }
 
     #[test]
+    fn dates_out_of_order_supersede_in_a_chain() {
+        let parsed = parse(
+            format!(
+                "{HEADER}2017-01-04,1,1,1,1,1,0\n2017-01-03,2,2,2,2,2,0\n\
+                 2017-01-04,3,3,3,3,3,0\n2017-01-04,4,4,4,4,4,0\n"
+            )
+            .as_bytes(),
+        );
+        let rows = rows(&parsed);
+        let reasons: Vec<(&str, &str)> = rows
+            .iter()
+            .filter(|r| r[8] == "row")
+            .map(|r| (r[1].as_str(), r[9].as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("2", "duplicate date 2017-01-04: superseded by line 4"),
+                ("4", "duplicate date 2017-01-04: superseded by line 5")
+            ]
+        );
+        let kept: Vec<&str> = rows
+            .iter()
+            .filter(|r| r[8] == "\\N")
+            .map(|r| r[1].as_str())
+            .collect();
+        assert_eq!(kept, ["3", "5"]);
+    }
+
+    /// A file of `rows` rows (some rejected, some dates repeated out of order).
+    fn big_text(rows: usize) -> String {
+        let mut text = HEADER.to_string();
+        for i in 0..rows {
+            let day = chrono::NaiveDate::from_ymd_opt(1900, 1, 1).unwrap()
+                + chrono::Duration::days((i - i % 7 / 6) as i64);
+            let open = if i % 11 == 5 { "x" } else { "1.5" };
+            text.push_str(&format!("{day},{open},2,1,1.75,{i},0\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn streamed_pieces_are_small_and_make_the_whole_file() {
+        let text = big_text(40_000);
+        let whole = parse(text.as_bytes());
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        let mut sink = |piece: Vec<u8>| {
+            pieces.push(piece);
+            true
+        };
+        let streamed = parse_stream("ACME", "Stocks/ACME.csv", Some(text.as_bytes()), &mut sink);
+        assert!(pieces.len() > 3, "{}", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() < PIECE_BYTES + 512));
+        assert_eq!(pieces.concat(), whole.copy_data);
+        assert_eq!(streamed.outcome, whole.outcome);
+        assert_eq!(streamed.rows_staged, whole.row_lines.len() as u64);
+        assert!(matches!(
+            streamed.outcome,
+            Outcome::Parsed { rows_rejected, .. } if rows_rejected > 3000
+        ));
+    }
+
+    #[test]
+    fn a_sink_that_wants_no_more_ends_the_parse() {
+        let text = big_text(40_000);
+        let mut pieces = 0;
+        let mut sink = |_piece: Vec<u8>| {
+            pieces += 1;
+            false
+        };
+        let streamed = parse_stream("ACME", "Stocks/ACME.csv", Some(text.as_bytes()), &mut sink);
+        assert_eq!(pieces, 1);
+        assert!(streamed.rows_staged < 40_000, "{streamed:?}");
+    }
+
+    proptest::proptest! {
+        /// Whatever the order of dates and whichever rows are bad: the last valid row of each
+        /// date is loaded, every other row is rejected, and nothing is lost.
+        #[test]
+        fn the_last_valid_row_of_each_date_is_kept(
+            rows in proptest::collection::vec((0u32..12, proptest::bool::ANY), 1..60)
+        ) {
+            let mut text = HEADER.to_string();
+            for (i, (day, valid)) in rows.iter().enumerate() {
+                let price = if *valid { "1.5" } else { "bad" };
+                text.push_str(&format!("2017-01-{:02},{price},2,1,1.75,{i},0\n", day + 1));
+            }
+            let parsed = parse(text.as_bytes());
+            let mut last: std::collections::BTreeMap<u32, usize> = Default::default();
+            for (i, (day, valid)) in rows.iter().enumerate() {
+                if *valid {
+                    last.insert(*day, i);
+                }
+            }
+            let mut expected: Vec<String> =
+                last.values().map(|i| (i + 2).to_string()).collect();
+            expected.sort();
+            let staged = super::tests::rows(&parsed);
+            let mut kept: Vec<String> = staged
+                .iter()
+                .filter(|r| r[8] == "\\N")
+                .map(|r| r[1].clone())
+                .collect();
+            kept.sort();
+            proptest::prop_assert_eq!(kept, expected);
+            proptest::prop_assert_eq!(staged.len(), rows.len());
+            proptest::prop_assert_eq!(
+                parsed.outcome,
+                Outcome::Parsed {
+                    rows_read: rows.len() as u64,
+                    rows_valid: last.len() as u64,
+                    rows_rejected: (rows.len() - last.len()) as u64,
+                }
+            );
+        }
+    }
+
+    #[test]
     fn copy_text_is_escaped() {
         let mut out = Vec::new();
         escape_copy_text("a\tb\\c\nd\re", &mut out);
