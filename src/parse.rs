@@ -583,7 +583,10 @@ impl<'a> Output<'a> {
     /// The file's only staging row. Files are skipped before any row is written (the first
     /// pass decides), so nothing handed on has to be taken back.
     fn skip(&mut self, reason: String) -> Outcome {
-        debug_assert_eq!(self.rows, 0, "a file is skipped before its rows are written");
+        debug_assert_eq!(
+            self.rows, 0,
+            "a file is skipped before its rows are written"
+        );
         self.data.extend_from_slice(&self.company);
         self.data
             .extend_from_slice(b"\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\tfile\t");

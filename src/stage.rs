@@ -247,10 +247,12 @@ fn parsed_files(batch: Batch<'_>) -> impl Stream<Item = Result<FileRows>> + '_ {
                 Ok((opened, permit))
             }
         })
-        .map(move |ready: Result<(OpenedEntry, Option<OwnedSemaphorePermit>)>| async move {
-            let (opened, permit) = ready?;
-            start_parse(batch, opened, permit).await
-        })
+        .map(
+            move |ready: Result<(OpenedEntry, Option<OwnedSemaphorePermit>)>| async move {
+                let (opened, permit) = ready?;
+                start_parse(batch, opened, permit).await
+            },
+        )
         .buffered(concurrency)
 }
 
@@ -406,9 +408,7 @@ fn count(counts: &mut StageCounts, file: &str, outcome: &Outcome) {
                 tracing::debug!(file, "{rows_rejected} of {rows_read} rows rejected");
                 let (files, first) = &mut counts.files_with_rejects;
                 *files += 1;
-                first.get_or_insert_with(|| {
-                    format!("{file}: {rows_rejected} of {rows_read} rows")
-                });
+                first.get_or_insert_with(|| format!("{file}: {rows_rejected} of {rows_read} rows"));
             }
         }
     }
@@ -440,7 +440,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);

@@ -41,7 +41,10 @@ fn load(db: &TestDb, batch: &Batch, rust_log: Option<&str>, args: &[&str]) -> St
 #[tokio::test]
 async fn a_slow_statement_is_a_debug_line_not_a_warning_with_its_sql() {
     let db = TestDb::new().await;
-    let batch = Batch::new(&[("ACME.csv", &csv(&[("2017-01-03", "1", "2")]))], "ACME.csv");
+    let batch = Batch::new(
+        &[("ACME.csv", &csv(&[("2017-01-03", "1", "2")]))],
+        "ACME.csv",
+    );
     // The scripts, with one made slow (over sqlx's 1 s threshold) by a statement of its own.
     let scripts = batch.dir.path().join("sql");
     copy_scripts(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sql"), &scripts);
@@ -81,6 +84,14 @@ async fn many_missing_files_make_one_summary_warning() {
         "{}",
         warnings[0]
     );
-    assert!(warnings[0].contains("GONE000.csv: file not found"), "{}", warnings[0]);
-    assert!(warnings[0].contains("load_rejects and --json"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("GONE000.csv: file not found"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[0].contains("load_rejects and --json"),
+        "{}",
+        warnings[0]
+    );
 }

@@ -66,10 +66,11 @@ async fn links_out_of_the_folder_are_skipped_unread_and_links_inside_are_read() 
         .collect();
     assert_eq!(companies, ["CHAIN", "GOOD", "IN"]);
     let mut conn = db.conn().await;
-    let rejects = sqlx::query("SELECT coalesce(reason, '') || coalesce(raw_text, '') FROM load_rejects")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+    let rejects =
+        sqlx::query("SELECT coalesce(reason, '') || coalesce(raw_text, '') FROM load_rejects")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(rejects.len(), 2);
     for reject in rejects {
         let text: String = reject.get(0);
@@ -95,7 +96,9 @@ async fn follow_symlinks_reads_links_out_of_the_folder() {
     assert_eq!(summary["files_loaded"], 5, "{summary}");
     assert_eq!(summary["rows_rejected"], 2, "{summary}");
     let out = db
-        .scalar("SELECT max(close_value)::text FROM historical_stocks_data WHERE company_name = 'OUT'")
+        .scalar(
+            "SELECT max(close_value)::text FROM historical_stocks_data WHERE company_name = 'OUT'",
+        )
         .await;
     assert_eq!(out.as_deref(), Some("4242.42"));
 }

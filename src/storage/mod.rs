@@ -141,7 +141,7 @@ pub struct OpenFile {
 enum Body {
     Local(tokio::fs::File),
     #[cfg(feature = "aws")]
-    S3(s3::ListedBody),
+    S3(Box<s3::ListedBody>),
 }
 
 impl OpenFile {
@@ -168,7 +168,11 @@ pub const LINK_OUT_OF_FOLDER: &str =
 /// Where a listed local name leads: the path to open, or why it is not read. Links (and chains
 /// of links) are resolved; unless `follow_symlinks`, the file they end at must be inside the
 /// folder (both compared canonical).
-fn resolve_local(folder: &Path, name: &str, follow_symlinks: bool) -> std::result::Result<PathBuf, Opened> {
+fn resolve_local(
+    folder: &Path,
+    name: &str,
+    follow_symlinks: bool,
+) -> std::result::Result<PathBuf, Opened> {
     let path = folder.join(name);
     let resolved = match std::fs::canonicalize(&path) {
         Ok(resolved) => resolved,
@@ -190,7 +194,12 @@ fn resolve_local(folder: &Path, name: &str, follow_symlinks: bool) -> std::resul
 /// O_NONBLOCK (a FIFO must not wait for a writer), then checked on the open handle (no race
 /// between checking and reading). Unless `follow_symlinks`, a name that leads out of `folder` is
 /// not opened, and the file opened is checked again to be inside (a link swapped in between).
-async fn open_local_listed(folder: &Path, name: &str, follow_symlinks: bool, max_bytes: u64) -> Opened {
+async fn open_local_listed(
+    folder: &Path,
+    name: &str,
+    follow_symlinks: bool,
+    max_bytes: u64,
+) -> Opened {
     use std::os::unix::fs::FileTypeExt;
     let (folder_path, name_owned) = (folder.to_path_buf(), name.to_string());
     let resolved = tokio::task::spawn_blocking(move || {
@@ -204,7 +213,9 @@ async fn open_local_listed(folder: &Path, name: &str, follow_symlinks: bool, max
     };
     let mut options = tokio::fs::OpenOptions::new();
     let no_follow = if follow_symlinks { 0 } else { libc::O_NOFOLLOW };
-    options.read(true).custom_flags(libc::O_NONBLOCK | no_follow);
+    options
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | no_follow);
     let file = match options.open(&path).await {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Opened::Missing,

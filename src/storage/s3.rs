@@ -78,11 +78,11 @@ pub async fn open_listed(
     }
     Ok(Opened::File(super::OpenFile {
         size,
-        body: super::Body::S3(ListedBody {
+        body: super::Body::S3(Box::new(ListedBody {
             response,
             bucket: bucket.to_string(),
             key: key.to_string(),
-        }),
+        })),
     }))
 }
 
