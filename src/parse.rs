@@ -8,7 +8,9 @@
 //! Memory stays close to the file's size: a first pass reads the file for what decides the
 //! whole file (its header, whether it has rows, which rows a later row of the same date
 //! supersedes); the second writes the staging rows and hands them on in pieces of
-//! [`PIECE_BYTES`], so a file's rows are never held whole beside its bytes.
+//! [`PIECE_BYTES`], so a big file's rows are never held whole beside its bytes. A small file
+//! (up to 1 MiB: nearly all) is read once, its rows held until its end, and surveyed first only
+//! when its dates turn out to be out of order.
 
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
@@ -118,12 +120,46 @@ pub fn skipped_file(company: &str, file: &str, reason: String) -> ParsedFile {
     }
 }
 
+/// Files up to this size (nearly all: a company's whole history is well under 1 MB) are read in
+/// one pass, their rows held until the end, and surveyed only when their dates are out of order.
+const ONE_PASS_BYTES: usize = 4 * PIECE_BYTES;
+
 fn parse_into(bytes: Option<&[u8]>, out: &mut Output) -> Outcome {
     let Some(bytes) = bytes else {
         return out.skip("file not found".to_string());
     };
-    match survey(bytes) {
-        Ok((text, survey)) => stage_rows(text, &survey, out),
+    let text = match text_of(bytes) {
+        Ok(text) => text,
+        Err(reason) => return out.skip(reason),
+    };
+    if text.len() <= ONE_PASS_BYTES {
+        let head = match header(text) {
+            Ok(head) => head,
+            Err(reason) => return out.skip(reason),
+        };
+        let (mut last, mut disordered) = (None, false);
+        let mut in_order = |date: NaiveDate| {
+            disordered = last.is_some_and(|last| last >= date);
+            last = Some(date);
+            !disordered
+        };
+        // Held whole (never handed on in pieces) until it is known to be in order.
+        let piece_bytes = std::mem::replace(&mut out.piece_bytes, usize::MAX);
+        let outcome = stage_rows(text, &head, &mut in_order, out);
+        out.piece_bytes = piece_bytes;
+        if !disordered {
+            return match outcome {
+                Outcome::Parsed { rows_read: 0, .. } => {
+                    out.skip("header only: no data rows".to_string())
+                }
+                outcome => outcome,
+            };
+        }
+        // A date out of order: a row may supersede another, so the file is surveyed first.
+        out.discard();
+    }
+    match survey(text) {
+        Ok(survey) => stage_rows(text, &survey, &mut |_| true, out),
         Err(reason) => out.skip(reason),
     }
 }
@@ -211,19 +247,11 @@ impl<'t> Rows<'t> {
 /// The first pass: the file's text and what decides it as a whole, or why it is skipped.
 /// Dates only are read for the rows, unless they are not in increasing order: only then can a
 /// row supersede another, and the rows are checked in full to find which.
-fn survey(bytes: &[u8]) -> Result<(&str, Survey), String> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err("empty file".to_string());
-    }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|err| format!("not UTF-8 (invalid byte at offset {})", err.valid_up_to()))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+fn survey(text: &str) -> Result<Survey, String> {
+    let mut survey = header(text)?;
     let mut rows = Rows::new(text);
-    if rows.next()?.is_none() {
-        return Err("empty file".to_string());
-    }
-    let columns = header_columns(&rows.record)?;
-    let field_count = rows.record.len();
+    rows.next()?;
+    let (columns, field_count) = (survey.columns, survey.field_count);
     let (mut count, mut increasing, mut last) = (0u64, true, None);
     while rows.next()?.is_some() {
         count += 1;
@@ -237,15 +265,33 @@ fn survey(bytes: &[u8]) -> Result<(&str, Survey), String> {
     if count == 0 {
         return Err("header only: no data rows".to_string());
     }
-    let mut survey = Survey {
-        columns,
-        field_count,
-        superseded: Vec::new(),
-    };
     if !increasing {
         survey.superseded = superseded_rows(text, &survey)?;
     }
-    Ok((text, survey))
+    Ok(survey)
+}
+
+/// The file's text, or why it is not read as one.
+fn text_of(bytes: &[u8]) -> Result<&str, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("empty file".to_string());
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|err| format!("not UTF-8 (invalid byte at offset {})", err.valid_up_to()))?;
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
+}
+
+/// The header's columns: a survey that knows nothing of the rows yet.
+fn header(text: &str) -> Result<Survey, String> {
+    let mut rows = Rows::new(text);
+    if rows.next()?.is_none() {
+        return Err("empty file".to_string());
+    }
+    Ok(Survey {
+        columns: header_columns(&rows.record)?,
+        field_count: rows.record.len(),
+        superseded: Vec::new(),
+    })
 }
 
 /// Which valid rows a later valid row of the same date supersedes, and by which line, in row
@@ -279,8 +325,14 @@ fn superseded_rows(text: &str, survey: &Survey) -> Result<Vec<(u32, u32)>, Strin
     Ok(superseded)
 }
 
-/// The second pass: every data row becomes a staging row to load or a reject.
-fn stage_rows(text: &str, survey: &Survey, out: &mut Output) -> Outcome {
+/// The second pass (or the only one): every data row becomes a staging row to load or a reject.
+/// `go_on` is shown each valid row's date and stops the pass when it answers false.
+fn stage_rows(
+    text: &str,
+    survey: &Survey,
+    go_on: &mut dyn FnMut(NaiveDate) -> bool,
+    out: &mut Output,
+) -> Outcome {
     let mut rows = Rows::new(text);
     let (mut rows_read, mut rows_valid, mut rows_rejected) = (0u64, 0u64, 0u64);
     let mut values = String::with_capacity(128);
@@ -298,6 +350,9 @@ fn stage_rows(text: &str, survey: &Survey, out: &mut Output) -> Outcome {
             row.at_eof_without_newline,
             &mut values,
         );
+        if checked.as_ref().is_ok_and(|date| !go_on(*date)) {
+            break;
+        }
         let later = superseded
             .next_if(|(index, _)| u64::from(*index) == row.index)
             .map(|(_, line)| line);
@@ -608,6 +663,15 @@ impl<'a> Output<'a> {
             let room = self.piece_bytes.min(PIECE_BYTES) + 4096;
             let piece = std::mem::replace(&mut self.data, Vec::with_capacity(room));
             self.hand_on(piece);
+        }
+    }
+
+    /// Forgets the rows written and not handed on (a pass begun again).
+    fn discard(&mut self) {
+        self.data.clear();
+        self.rows = 0;
+        if let Some(lines) = self.lines.as_deref_mut() {
+            lines.clear();
         }
     }
 
