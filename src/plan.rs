@@ -114,3 +114,16 @@ pub const DEFAULT_MEMORY_BUDGET: u64 = 64 * 1024 * 1024;
 pub fn memory_budget_for(memory_mib: u64) -> u64 {
     (memory_mib * 1024 * 1024 / 4).max(16 * 1024 * 1024)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lambda_gives_a_quarter_of_its_memory_to_the_files_in_flight() {
+        assert_eq!(memory_budget_for(512), 128 * 1024 * 1024);
+        assert_eq!(memory_budget_for(10240), 2560 * 1024 * 1024);
+        assert_eq!(memory_budget_for(128), 32 * 1024 * 1024);
+        assert_eq!(memory_budget_for(0), 16 * 1024 * 1024);
+    }
+}
