@@ -402,8 +402,12 @@ async fn a_run_killed_mid_way_leaves_the_table_as_it_was() {
     )
     .await;
     assert_eq!(citus.rows().await, before);
+    // The killed run's row stays 'running' (it could not say otherwise) until the next run
+    // finds its session gone.
     assert_eq!(
-        citus.scalar("SELECT count(*)::text FROM load_runs").await,
+        citus
+            .scalar("SELECT count(*)::text FROM load_runs WHERE status <> 'running'")
+            .await,
         runs_before
     );
     assert_eq!(
@@ -422,6 +426,14 @@ async fn a_run_killed_mid_way_leaves_the_table_as_it_was() {
     }
     let report = citus.load(&all[2], ChangeBasis::PreviousClose).await;
     assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.abandoned.len(), 1, "the killed run is found");
+    assert_eq!(
+        citus
+            .scalar("SELECT string_agg(status, ',' ORDER BY id) FROM load_runs")
+            .await
+            .as_deref(),
+        Some("succeeded,abandoned,succeeded")
+    );
     assert_eq!(citus.rows().await, single.rows().await);
 }
 

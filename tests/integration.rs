@@ -6,6 +6,7 @@ mod support;
 mod citus;
 mod cli;
 mod hostile;
+mod ledger;
 mod load;
 mod logs;
 mod notify;

@@ -169,7 +169,8 @@ impl Notice {
             subject: subject(name, false),
             body: format!(
                 "stockload found an earlier run dead.\n\nWhat went wrong: {run}.\n\n\
-                 Nothing it staged was committed: the database is as it was before it.\n"
+                 Nothing it staged was committed: the database is as it was before it. It is now \
+                 recorded as abandoned in load_runs.\n"
             ),
             success: false,
         }
