@@ -11,6 +11,11 @@
 //! `file:///path#size=N,mtime=NANOS`. Rewriting a marker with the same bytes at the same key is
 //! the same marker (same ETag); write each batch's marker under a new key (a dated folder) or with
 //! different content to load again.
+//!
+//! **Shared mechanics.** Every trigger retries through [`backoff::retry`], gives up through
+//! [`give_up`] (one log line, one failure notice; a marker's give-up names the ledger row of its
+//! last failed run, see [`marker_given_up`]), and migrates once when it starts
+//! ([`migrate_at_start`]): its polls only read the ledger, and its health check is [`Db::ping`].
 
 pub mod backoff;
 #[cfg(feature = "aws")]
@@ -24,7 +29,12 @@ use aws_lambda_events::event::s3::S3Event;
 
 #[cfg(feature = "aws")]
 use crate::aws::describe_sdk_error;
+use crate::context::{notify_not_started, Recipients};
+use crate::db::Db;
+use crate::error::Error;
 use crate::storage::{Listed, Location, Version};
+use crate::summary::Summary;
+use backoff::{retry, Backoff, Retried};
 
 /// Files whose name ends with this mark a batch as complete.
 pub const MARKER_SUFFIX: &str = ".SUCCESS";
@@ -140,6 +150,43 @@ pub fn listed_marker_ids(listed: &Listed) -> (String, Vec<String>) {
         ),
         (location, _) => (location.to_string(), Vec::new()),
     }
+}
+
+/// The one give-up of every trigger (watch, queue, Lambda): the reason is logged once, as an
+/// error, and sent to every target as a failure notice saying `what` could not be done. The
+/// runs themselves are already in the ledger (load_runs, recorded by the load, failed ones too).
+pub async fn give_up(to: Recipients<'_>, what: &str, error: &Error) {
+    tracing::error!("{what}: {error}");
+    notify_not_started(to.targets, to.notify_name, to.aws, what, error).await;
+}
+
+/// The give-up of a marker whose runs kept failing, as the error [`give_up`] sends: the marker,
+/// how many runs failed, what becomes of it (`fate`: "until watch restarts", "left to the
+/// dead-letter queue"), the ledger row of the last failed run, and that run's error.
+pub fn marker_given_up(marker: &str, failures: u32, fate: &str, last: &Summary) -> Error {
+    let ledger = match last.run_id {
+        Some(id) => format!(" The last is load_runs id {id}."),
+        None => String::new(),
+    };
+    Error::GaveUp(format!(
+        "giving up on marker {marker} after {failures} failed runs ({fate}).{ledger} Last error: \
+         {}",
+        last.error.as_deref().unwrap_or("unknown error")
+    ))
+}
+
+/// Brings the schema up to date once, when a long-running trigger starts (its polls after that
+/// only read the ledger). Retried like any other step of a trigger, since the database may still
+/// be starting; `backoff` sets how (one try with `--once`).
+pub async fn migrate_at_start(db: &Db, backoff: Backoff) -> Retried<()> {
+    retry("migrating the database", backoff, || async {
+        let applied = db.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(applied = applied.join(", "), "migrated the database");
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Decodes an object key from an S3 event notification: `+` stands for a space and the rest is
