@@ -16,11 +16,12 @@ use indicatif::ProgressBar;
 use super::backoff::{pause, retry, Backoff, Retried};
 use super::{give_up, listed_marker_ids, marker_given_up, migrate_at_start, MARKER_SUFFIX};
 use crate::context::Context;
+use crate::db::Db;
 use crate::error::Result;
 use crate::ledger;
 use crate::load::RunStatus;
 use crate::plan::Plan;
-use crate::storage::Location;
+use crate::storage::{Location, Storage};
 
 /// How to watch.
 #[derive(Debug, Clone)]
@@ -69,7 +70,7 @@ pub async fn watch(ctx: &Context, template: &Plan, options: &WatchOptions) -> Re
     tracing::info!(monitored = %options.monitored, "watching for {MARKER_SUFFIX} markers");
     loop {
         let pending = retry("polling", backoff.clone(), || {
-            pending_markers(ctx, &options.monitored)
+            pending_markers(&ctx.storage, &ctx.db, &options.monitored)
         });
         let markers = match pending.await {
             Retried::Done(markers) => markers,
@@ -90,13 +91,17 @@ pub async fn watch(ctx: &Context, template: &Plan, options: &WatchOptions) -> Re
 
 /// The markers under the monitored location that no committed run has loaded yet (checked in
 /// the ledger with one read; nothing is migrated here).
-pub async fn pending_markers(ctx: &Context, monitored: &Location) -> Result<Vec<FoundMarker>> {
-    let markers = find_markers(ctx, monitored).await?;
+pub async fn pending_markers(
+    storage: &Storage,
+    db: &Db,
+    monitored: &Location,
+) -> Result<Vec<FoundMarker>> {
+    let markers = find_markers(storage, monitored).await?;
     let ids: Vec<String> = markers
         .iter()
         .flat_map(|m| std::iter::once(m.id.clone()).chain(m.legacy_ids.iter().cloned()))
         .collect();
-    let done = ledger::processed_markers(&ctx.db, &ids).await?;
+    let done = ledger::processed_markers(db, &ids).await?;
     Ok(markers
         .into_iter()
         .filter(|m| !done.contains(&m.id) && !m.legacy_ids.iter().any(|id| done.contains(id)))
@@ -164,9 +169,8 @@ async fn run_due(
 }
 
 /// Every marker under the monitored location, ordered by id.
-pub async fn find_markers(ctx: &Context, monitored: &Location) -> Result<Vec<FoundMarker>> {
-    let mut markers: Vec<FoundMarker> = ctx
-        .storage
+pub async fn find_markers(storage: &Storage, monitored: &Location) -> Result<Vec<FoundMarker>> {
+    let mut markers: Vec<FoundMarker> = storage
         .list(monitored, MARKER_SUFFIX)
         .await?
         .iter()
