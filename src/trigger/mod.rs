@@ -156,20 +156,21 @@ pub fn listed_marker_ids(listed: &Listed) -> (String, Vec<String>) {
 /// error, and sent to every target as a failure notice saying `what` could not be done. The
 /// runs themselves are already in the ledger (load_runs, recorded by the load, failed ones too).
 pub async fn give_up(to: Recipients<'_>, what: &str, error: &Error) {
-    tracing::error!("{what}: {error}");
+    tracing::error!(what, "{error}");
     notify_not_started(to.targets, to.notify_name, to.aws, what, error).await;
 }
 
-/// The give-up of a marker whose runs kept failing, as the error [`give_up`] sends: the marker,
-/// how many runs failed, what becomes of it (`fate`: "until watch restarts", "left to the
-/// dead-letter queue"), the ledger row of the last failed run, and that run's error.
+/// The give-up of a marker whose runs kept failing, as the error [`give_up`] sends: what becomes
+/// of the marker (`fate`: "not retried until watch restarts", "left to the dead-letter queue"),
+/// the marker, how many runs failed, the ledger row of the last failed run, and that run's error.
+/// The fate comes first: mail clients and readers see it before the long marker id.
 pub fn marker_given_up(marker: &str, failures: u32, fate: &str, last: &Summary) -> Error {
     let ledger = match last.run_id {
         Some(id) => format!(" The last is load_runs id {id}."),
         None => String::new(),
     };
     Error::GaveUp(format!(
-        "giving up on marker {marker} after {failures} failed runs ({fate}).{ledger} Last error: \
+        "{fate}: giving up on marker {marker} after {failures} failed runs.{ledger} Last error: \
          {}",
         last.error.as_deref().unwrap_or("unknown error")
     ))
@@ -295,5 +296,33 @@ mod tests {
         assert!(markers_in_event(&event("Stocks/AAPL.csv", "ObjectCreated:Put")).is_empty());
         assert!(markers_in_event(&event("x/.SUCCESS", "ObjectRemoved:Delete")).is_empty());
         assert!(markers_in_event(&event("x.SUCCESS.bak", "ObjectCreated:Put")).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod give_up_tests {
+    use super::*;
+    use crate::plan::Plan;
+
+    #[test]
+    fn a_marker_give_up_says_its_fate_first_and_names_the_ledger_row() {
+        let here = Location::Local(".".into());
+        let mut last = Summary::new(&Plan::new(here.clone(), here));
+        last.error = Some("companies index not found".into());
+        last.run_id = Some(42);
+        let text =
+            marker_given_up("s3://b/k/.SUCCESS#etag=e", 3, "left to the queue", &last).to_string();
+        assert_eq!(
+            text,
+            "left to the queue: giving up on marker s3://b/k/.SUCCESS#etag=e after 3 failed runs. \
+             The last is load_runs id 42. Last error: companies index not found"
+        );
+        // A failure the ledger could not record (the database was down) is still given up.
+        last.run_id = None;
+        let text = marker_given_up("m", 1, "f", &last).to_string();
+        assert_eq!(
+            text,
+            "f: giving up on marker m after 1 failed runs. Last error: companies index not found"
+        );
     }
 }

@@ -149,7 +149,7 @@ async fn run_due(
             });
         tried.failures += 1;
         if tried.failures >= options.max_attempts {
-            let fate = "until watch restarts";
+            let fate = "not retried until watch restarts";
             let err = marker_given_up(&marker.id, tried.failures, fate, &report.summary);
             give_up(ctx.recipients(), "giving up on a marker", &err).await;
         } else {
