@@ -101,6 +101,17 @@ pub enum Retried<T> {
     Interrupted,
 }
 
+impl<T> Retried<T> {
+    /// The value (`None` when a stop was requested), or the last error when the tries ran out.
+    pub fn into_result(self) -> Result<Option<T>, Error> {
+        match self {
+            Retried::Done(value) => Ok(Some(value)),
+            Retried::Exhausted(err) => Err(err),
+            Retried::Interrupted => Ok(None),
+        }
+    }
+}
+
 /// Calls `op` until it succeeds, waiting `backoff`'s delays between tries (a stop request ends
 /// the wait). Each failure is logged once as `{what} failed: {error}; retrying in N s`, and a
 /// success after failures as `{what} works again`; when the tries run out nothing more is

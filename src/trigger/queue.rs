@@ -74,19 +74,22 @@ pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> 
         .as_ref()
         .ok_or_else(|| Error::Config("--queue needs AWS configuration".into()))?;
     let sqs = aws.sqs();
-    let backoff = match options.once {
-        true => Backoff::new().tries(1),
-        false => Backoff::new(),
+    // With --once every step is tried once and its error returned; otherwise retried.
+    let backoff = if options.once {
+        Backoff::new().tries(1)
+    } else {
+        Backoff::new()
     };
     let visibility = retry(
         "reading the queue's visibility timeout",
         backoff.clone(),
         || queue_visibility(&sqs, &options.queue_url),
     );
-    let Some(visibility) = finished(visibility.await)? else {
+    let Some(visibility) = visibility.await.into_result()? else {
         return Ok(0);
     };
-    if finished(migrate_at_start(&ctx.db, backoff.clone()).await)?.is_none() {
+    let migrated = migrate_at_start(&ctx.db, backoff.clone()).await;
+    if migrated.into_result()?.is_none() {
         return Ok(0);
     }
     tracing::info!(queue = %options.queue_url, visibility, "consuming S3 events");
@@ -102,7 +105,7 @@ pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> 
         let received = retry("receiving from the queue", backoff.clone(), || {
             consumer.receive()
         });
-        let Some(Some(messages)) = finished(received.await)? else {
+        let Some(Some(messages)) = received.await.into_result()? else {
             return Ok(runs);
         };
         if messages.is_empty() && options.once {
@@ -113,15 +116,6 @@ pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> 
         if database_down && !options.once && !wait_for_database(ctx).await {
             return Ok(runs);
         }
-    }
-}
-
-/// A retried step's value; `None` when a stop was requested; the error when its tries ran out.
-fn finished<T>(retried: Retried<T>) -> Result<Option<T>> {
-    match retried {
-        Retried::Done(value) => Ok(Some(value)),
-        Retried::Exhausted(err) => Err(err),
-        Retried::Interrupted => Ok(None),
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
-use super::backoff::{pause, retry, Backoff, Retried};
+use super::backoff::{pause, retry, Backoff};
 use super::{give_up, listed_marker_ids, marker_given_up, migrate_at_start, MARKER_SUFFIX};
 use crate::context::Context;
 use crate::db::Db;
@@ -56,14 +56,14 @@ struct Attempts {
 /// The schema is migrated once here, before the first poll; the polls only read.
 pub async fn watch(ctx: &Context, template: &Plan, options: &WatchOptions) -> Result<u64> {
     // With --once every step is tried once and its error returned; otherwise retried.
-    let backoff = match options.once {
-        true => Backoff::new().tries(1),
-        false => Backoff::new().at_least(options.interval),
+    let backoff = if options.once {
+        Backoff::new().tries(1)
+    } else {
+        Backoff::new().at_least(options.interval)
     };
-    match migrate_at_start(&ctx.db, backoff.clone()).await {
-        Retried::Done(()) => {}
-        Retried::Exhausted(err) => return Err(err),
-        Retried::Interrupted => return Ok(0),
+    let migrated = migrate_at_start(&ctx.db, backoff.clone()).await;
+    if migrated.into_result()?.is_none() {
+        return Ok(0);
     }
     let mut attempts: HashMap<String, Attempts> = HashMap::new();
     let mut runs = 0;
@@ -72,10 +72,8 @@ pub async fn watch(ctx: &Context, template: &Plan, options: &WatchOptions) -> Re
         let pending = retry("polling", backoff.clone(), || {
             pending_markers(&ctx.storage, &ctx.db, &options.monitored)
         });
-        let markers = match pending.await {
-            Retried::Done(markers) => markers,
-            Retried::Exhausted(err) => return Err(err),
-            Retried::Interrupted => break,
+        let Some(markers) = pending.await.into_result()? else {
+            break;
         };
         runs += run_due(ctx, template, options, &mut attempts, markers).await;
         if options.once {
