@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::error::Error;
 
-/// Retry pacing for one kind of failure. [`Backoff::reset`] after a success.
+/// Retry pacing for one kind of failure: the delays, a floor ([`Backoff::at_least`]) and how many
+/// tries [`retry`] makes ([`Backoff::tries`], unlimited by default). [`Backoff::reset`] after a
+/// success when pacing by hand (as `watch` does per marker).
 #[derive(Debug, Clone)]
 pub struct Backoff {
     base: Duration,
