@@ -253,10 +253,10 @@ pub async fn claim_marker(conn: &mut PgConnection, marker: &str, run_id: i64) ->
 }
 
 /// Which of `markers` committed runs already loaded: one connection and one query for a whole
-/// poll, however many markers a folder or bucket has accumulated.
+/// poll, however many markers a folder or bucket has accumulated. Reads only: the schema is
+/// migrated once when a trigger starts ([`Db::migrate`]), never per poll.
 pub async fn processed_markers(db: &Db, markers: &[String]) -> Result<HashSet<String>> {
     let mut conn = db.connect().await?;
-    crate::db::migrate(&mut conn).await?;
     let rows = sqlx::query("SELECT marker FROM processed_markers WHERE marker = ANY($1)")
         .bind(markers)
         .fetch_all(&mut conn)

@@ -23,6 +23,9 @@ pub const DEFAULT_COMPANIES_KEY: &str = "CompanyNames/top_companies.txt";
 /// The database name on RDS unless set (Lambda, pipeline definition).
 pub const DEFAULT_DB_NAME: &str = "stocks";
 
+/// The database port on RDS unless set (Lambda: STOCKLOAD_DB_PORT): PostgreSQL's own default.
+pub const DEFAULT_DB_PORT: u16 = 5432;
+
 /// Subject prefix of notices (`stockload_Pipeline_Success`) and the pipeline's name unless set.
 pub const DEFAULT_NOTIFY_NAME: &str = "stockload";
 

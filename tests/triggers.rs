@@ -1500,3 +1500,82 @@ async fn watch_recognises_markers_recorded_by_earlier_versions() {
     );
     assert_eq!(db.succeeded_runs().await, 0);
 }
+
+/// A watch poll only reads the ledger: it works for a role that may read processed_markers but
+/// create nothing. (Polls used to run the migrations first, which such a role cannot: asserted
+/// below, so this test fails if a poll migrates again.) The health check is a ping, fine too.
+#[tokio::test]
+async fn a_watch_poll_reads_the_ledger_without_migrating() {
+    use sqlx::Connection;
+    use stockload::storage::{Location, Storage};
+    use stockload::trigger::watch::{find_markers, pending_markers};
+
+    let db = TestDb::new().await;
+    db.db().migrate().await.expect("migrate as the owner");
+    let monitored = tempfile::tempdir().unwrap();
+    for day in ["day1", "day2"] {
+        std::fs::create_dir(monitored.path().join(day)).unwrap();
+        std::fs::write(monitored.path().join(day).join(".SUCCESS"), day).unwrap();
+    }
+    let folder = Location::Local(monitored.path().to_path_buf());
+    let storage = Storage::new(None);
+    let markers = find_markers(&storage, &folder).await.unwrap();
+    assert_eq!(markers.len(), 2, "{markers:?}");
+    let mut conn = db.conn().await;
+    sqlx::query("INSERT INTO processed_markers (marker) VALUES ($1)")
+        .bind(&markers[0].id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    // A role that can log in and read processed_markers, and create nothing.
+    let name = url::Url::parse(&db.url).unwrap().path()[1..].to_string();
+    let (role, password) = (format!("poller_{name}"), "poller-pw-51c2e8");
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_string(),
+        format!("GRANT SELECT ON processed_markers TO {role}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some(password)).unwrap();
+    let poller =
+        stockload::db::Db::new(Some(url.as_str()), "64MB", Duration::from_secs(30)).unwrap();
+    let history = || async {
+        db.scalar("SELECT count(*)::text || ':' || max(applied_on) FROM refinery_schema_history")
+            .await
+    };
+    let before = history().await;
+
+    // The premise: migrating (even with nothing pending) needs CREATE, which the role lacks.
+    let err = poller
+        .migrate()
+        .await
+        .expect_err("the poller role may migrate")
+        .to_string();
+    assert!(err.contains("permission denied"), "{err}");
+
+    let pending = pending_markers(&storage, &poller, &folder)
+        .await
+        .expect("a poll as the poller");
+    assert_eq!(pending, markers[1..], "only the marker not yet loaded");
+    poller.ping().await.expect("the health check as the poller");
+    assert_eq!(history().await, before);
+    // Clean up the cluster-wide role (its grant goes with the test's database).
+    drop(conn);
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for statement in [
+        format!("REVOKE ALL ON processed_markers FROM {role}"),
+        format!("DROP ROLE {role}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}

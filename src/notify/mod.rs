@@ -52,9 +52,10 @@ impl FromStr for Target {
         if text == "console" {
             return Ok(Target::Console);
         }
+        // The value may hold a password (a mistyped URL): shown the one redacted way.
         Err(Error::Config(format!(
             "notify target {:?} is not one of sns:ARN, smtp://..., console",
-            crate::notify::smtp::redact(text)
+            Secret::new(text).redacted()
         )))
     }
 }

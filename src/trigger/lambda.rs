@@ -12,9 +12,9 @@
 use aws_lambda_events::event::s3::S3Event;
 use indicatif::ProgressBar;
 
-use super::{markers_in_event, S3Marker};
+use super::{give_up, markers_in_event, S3Marker};
 use crate::aws::{aws_error, Aws};
-use crate::context::{notify_not_started, Context};
+use crate::context::{Context, Recipients};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::load::RunStatus;
@@ -23,8 +23,8 @@ use crate::pipeline::aws::{Activation, PipelineApi, SdkPipelines};
 use crate::pipeline::{self, DEFAULT_DEFINITION_KEY};
 use crate::plan::Plan;
 use crate::plan::{
-    DEFAULT_COMPANIES_KEY, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_DB_NAME, DEFAULT_NOTIFY_NAME,
-    DEFAULT_STOCKS_PREFIX, DEFAULT_WORK_MEM,
+    DEFAULT_COMPANIES_KEY, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_DB_NAME, DEFAULT_DB_PORT,
+    DEFAULT_NOTIFY_NAME, DEFAULT_STOCKS_PREFIX, DEFAULT_WORK_MEM,
 };
 use crate::secret::Secret;
 use crate::storage::Location;
@@ -113,7 +113,7 @@ impl LambdaConfig {
                         })
                     })
                     .transpose()?
-                    .unwrap_or(5432),
+                    .unwrap_or(DEFAULT_DB_PORT),
                 database: get("STOCKLOAD_DB_NAME").unwrap_or_else(|| DEFAULT_DB_NAME.into()),
                 secret_arn,
             }),
@@ -148,6 +148,17 @@ impl LambdaConfig {
     }
 }
 
+impl LambdaConfig {
+    /// Who hears of the handler's give-ups: the configured targets, through `aws` for SNS.
+    pub fn recipients<'a>(&'a self, aws: &'a Aws) -> Recipients<'a> {
+        Recipients {
+            targets: &self.targets,
+            notify_name: &self.notify_name,
+            aws: Some(aws),
+        }
+    }
+}
+
 /// Handles one S3 event. Returns one line per marker saying what was done; keys that are not
 /// markers are ignored. In direct mode a failed load is reported (and notified), not returned as
 /// an error, so Lambda does not retry it behind the operators' backs. In pipeline mode a failure
@@ -178,15 +189,9 @@ pub async fn handle_with<P: PipelineApi>(
             Mode::Pipeline => match start_pipeline(aws, pipelines, config, &marker).await {
                 Ok(line) => line,
                 Err(err) => {
+                    // Given up for this invocation; Lambda's retry of the event resumes it.
                     let what = format!("starting the pipeline for {}", marker.id());
-                    notify_not_started(
-                        &config.targets,
-                        &config.notify_name,
-                        Some(aws),
-                        &what,
-                        &err,
-                    )
-                    .await;
+                    give_up(config.recipients(aws), &what, &err).await;
                     return Err(err);
                 }
             },
@@ -219,8 +224,7 @@ async fn run_direct(aws: &Aws, config: &LambdaConfig, marker: &S3Marker) -> Resu
         Ok(db) => db,
         Err(err) => {
             // No database: still tell the operators, then fail the invocation.
-            let (targets, name) = (&config.targets, &config.notify_name);
-            notify_not_started(targets, name, Some(aws), "database settings", &err).await;
+            give_up(config.recipients(aws), "database settings", &err).await;
             return Err(err);
         }
     };
