@@ -8,6 +8,7 @@ mod cli;
 mod hostile;
 mod load;
 mod logs;
+mod migrations;
 mod notify;
 mod readonly;
 mod s3;
