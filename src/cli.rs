@@ -184,14 +184,14 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE|S3_URI")]
     pub companies: Option<String>,
     /// Seconds between polls of --monitored.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    #[arg(long, default_value_t = crate::plan::DEFAULT_POLL_INTERVAL_SECS, value_name = "SECONDS")]
     pub interval: u64,
     /// Handle what is there now, then exit (--monitored: one pass; --queue: until the queue
     /// answers empty).
     #[arg(long)]
     pub once: bool,
     /// Failed runs per marker before it is given up (with --queue: left to the dead-letter queue).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = crate::plan::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
     /// How runs are done.
     #[command(flatten)]

@@ -41,9 +41,14 @@ impl Context {
     }
 
     /// Runs one load and sends its notice to every target exactly once. A run that found its
-    /// marker already loaded did nothing and sends nothing.
+    /// marker already loaded did nothing and sends nothing. Each earlier run it found dead and
+    /// closed as abandoned gets a failure notice of its own first.
     pub async fn run(&self, plan: &Plan, progress: &ProgressBar) -> Report {
         let report = load::run(&self.db, &self.storage, plan, progress).await;
+        for run in &report.abandoned {
+            let notice = Notice::abandoned(&self.notify_name, run);
+            notify::send_all(&self.targets, &notice, self.aws.as_ref()).await;
+        }
         if report.summary.status != RunStatus::AlreadyLoaded {
             let notice = Notice::from_summary(&self.notify_name, &report.summary);
             notify::send_all(&self.targets, &notice, self.aws.as_ref()).await;

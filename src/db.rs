@@ -10,6 +10,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use crate::error::{Error, Result};
 
+pub mod engine;
 mod tls;
 
 mod embedded {

@@ -10,17 +10,109 @@ use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::summary::{RunStatus, Summary, LEDGER_RUNNING};
 
-/// Opens the run's load_runs row; returns its id.
-pub async fn start_run(conn: &mut PgConnection, plan: &Plan) -> Result<i64> {
+/// Opens the run's load_runs row on the run's ledger session `conn` (autocommit: the row is
+/// there at once, even if the run is killed); returns its id. `started_at` is the run's real
+/// start (RFC 3339). The session's process id and start are recorded: while that session is
+/// open the run is alive, so `conn` must stay open until the row is closed.
+pub async fn start_run(conn: &mut PgConnection, plan: &Plan, started_at: &str) -> Result<i64> {
+    let (pid, backend_started): (i32, String) = sqlx::query_as(
+        "SELECT pid, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| Error::database("asking for the ledger session's process", e))?;
     let row = sqlx::query(include_str!("../sql/ledger/start_run.sql"))
         .bind(plan.source.to_string())
         .bind(plan.companies.to_string())
         .bind(plan.basis.as_str())
         .bind(LEDGER_RUNNING)
+        .bind(started_at)
+        .bind(pid)
+        .bind(backend_started)
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| Error::database("recording the run in load_runs", e))?;
     Ok(row.get(0))
+}
+
+/// A run that died without a word, found and closed as abandoned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abandoned {
+    /// Its load_runs id.
+    pub run_id: i64,
+    /// When it started.
+    pub started_at: String,
+    /// The process id its ledger session had.
+    pub backend_pid: i32,
+}
+
+impl std::fmt::Display for Abandoned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {} (started {}) died without a word: its database session (process {}) is gone; \
+             it loaded nothing and is now recorded as abandoned",
+            self.run_id, self.started_at, self.backend_pid
+        )
+    }
+}
+
+/// The ids of runs the ledger shows as running whose ledger session is gone. Reads only (`stats`
+/// uses it too); see [`close_abandoned`].
+pub async fn find_abandoned(conn: &mut PgConnection) -> Result<Vec<i64>> {
+    let running: Vec<(i64, Option<i32>, Option<String>)> =
+        sqlx::query_as(include_str!("../sql/ledger/running_runs.sql"))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| Error::database("reading the runs still marked running", e))?;
+    if running.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sessions: Vec<(i32, Option<String>)> =
+        sqlx::query_as("SELECT pid, backend_start::text FROM pg_stat_activity")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| Error::database("reading the server's sessions", e))?;
+    // A session of another role shows no start: then its process id alone keeps the run alive.
+    let alive = |pid: i32, started: &Option<String>| {
+        sessions
+            .iter()
+            .any(|(p, s)| *p == pid && (s.is_none() || s == started))
+    };
+    Ok(running
+        .into_iter()
+        .filter(|(_, pid, started)| !pid.is_some_and(|pid| alive(pid, started)))
+        .map(|(id, _, _)| id)
+        .collect())
+}
+
+/// Closes as abandoned the runs still marked running whose session is gone. Only under the load
+/// lock (no other run is between its start and its end then, except one waiting to record its
+/// failure, whose session is still open).
+pub async fn close_abandoned(conn: &mut PgConnection, found_by: &str) -> Result<Vec<Abandoned>> {
+    let ids = find_abandoned(conn).await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64, String, i32)> =
+        sqlx::query_as(include_str!("../sql/ledger/close_abandoned.sql"))
+            .bind(&ids)
+            .bind(found_by)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| Error::database("closing abandoned runs in load_runs", e))?;
+    let found: Vec<Abandoned> = rows
+        .into_iter()
+        .map(|(run_id, started_at, backend_pid)| Abandoned {
+            run_id,
+            started_at,
+            backend_pid,
+        })
+        .collect();
+    for run in &found {
+        tracing::warn!("{run}");
+    }
+    Ok(found)
 }
 
 /// A count as the ledger column's integer type; a count that does not fit is an error naming
@@ -57,38 +149,69 @@ pub async fn finish_run(conn: &mut PgConnection, run_id: i64, summary: &Summary)
     Ok(())
 }
 
-/// Records a failed run on a fresh connection after its transaction rolled back. Best effort:
-/// when the database itself is the problem there is nowhere to record it (the error is still
-/// reported and notified); returns the new run id when it worked.
-pub async fn record_failure(db: &Db, summary: &Summary) -> Option<i64> {
+/// Records a failed run after its transaction rolled back: closes its row (0 loaded, what it
+/// read and rejected kept, its real duration) on its ledger session `ledger` when it has one,
+/// else inserts a failed row for a run that failed before opening it (bad index, unreachable
+/// storage). Best effort: when the database itself is the problem there is nowhere to record it
+/// (the error is still reported and notified); returns the run id when it worked.
+pub async fn record_failure(
+    db: &Db,
+    ledger: Option<&mut PgConnection>,
+    summary: &Summary,
+    started_at: &str,
+) -> Option<i64> {
     let attempt = async {
-        let mut conn = db.connect().await?;
-        // The run may have failed before its migrations ran (bad index, missing bucket).
-        crate::db::migrate(&mut conn).await?;
-        let row = sqlx::query(include_str!("../sql/ledger/failed_run.sql"))
-            .bind(&summary.source)
-            .bind(&summary.companies_file)
-            .bind(summary.change_basis.as_str())
-            .bind(column::<i32>("files_listed", summary.files_listed)?)
-            .bind(column::<i32>("files_loaded", summary.files_loaded)?)
-            .bind(column::<i32>("files_skipped", summary.files_skipped)?)
-            .bind(column::<i64>("rows_read", summary.rows_read)?)
-            .bind(column::<i64>("rows_loaded", summary.rows_loaded)?)
-            .bind(column::<i64>("rows_rejected", summary.rows_rejected)?)
-            .bind(summary.error.as_deref())
-            .bind(RunStatus::Failed.ledger_str())
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| Error::database("recording the failed run", e))?;
-        Ok::<i64, Error>(row.get(0))
+        match (summary.run_id, ledger) {
+            (Some(run_id), Some(conn)) => close_failed(conn, run_id, summary).await,
+            (Some(run_id), None) => close_failed(&mut db.connect().await?, run_id, summary).await,
+            (None, _) => insert_failed(db, summary, started_at).await,
+        }
     };
     match attempt.await {
         Ok(id) => Some(id),
         Err(err) => {
             tracing::warn!("could not record the failed run in load_runs: {err}");
-            None
+            summary.run_id
         }
     }
+}
+
+async fn close_failed(conn: &mut PgConnection, run_id: i64, summary: &Summary) -> Result<i64> {
+    sqlx::query(include_str!("../sql/ledger/close_failed.sql"))
+        .bind(run_id)
+        .bind(RunStatus::Failed.ledger_str())
+        .bind(column::<i32>("files_listed", summary.files_listed)?)
+        .bind(column::<i32>("files_skipped", summary.files_skipped)?)
+        .bind(column::<i64>("rows_read", summary.rows_read)?)
+        .bind(column::<i64>("rows_rejected", summary.rows_rejected)?)
+        .bind(summary.error.as_deref())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("closing the failed run in load_runs", e))?;
+    Ok(run_id)
+}
+
+async fn insert_failed(db: &Db, summary: &Summary, started_at: &str) -> Result<i64> {
+    let mut conn = db.connect().await?;
+    // The run may have failed before its migrations ran (bad index, missing bucket).
+    crate::db::migrate(&mut conn).await?;
+    let row = sqlx::query(include_str!("../sql/ledger/failed_run.sql"))
+        .bind(&summary.source)
+        .bind(&summary.companies_file)
+        .bind(summary.change_basis.as_str())
+        .bind(column::<i32>("files_listed", summary.files_listed)?)
+        .bind(0_i32)
+        .bind(column::<i32>("files_skipped", summary.files_skipped)?)
+        .bind(column::<i64>("rows_read", summary.rows_read)?)
+        .bind(0_i64)
+        .bind(column::<i64>("rows_rejected", summary.rows_rejected)?)
+        .bind(summary.error.as_deref())
+        .bind(RunStatus::Failed.ledger_str())
+        .bind(started_at)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| Error::database("recording the failed run", e))?;
+    Ok(row.get(0))
 }
 
 /// True when an earlier committed run already loaded this marker.

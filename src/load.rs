@@ -1,5 +1,6 @@
-//! One run, end to end, in one transaction: read the index, stage every listed file with COPY, run
-//! the transform scripts, record the run. Every way of starting a run calls [`run`].
+//! One run, end to end, in one transaction: read the index, choose the load's path once
+//! ([`path::LoadPath`]), stage every listed file with COPY, run the path's scripts, record the run.
+//! Every way of starting a run calls [`run`].
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
@@ -8,16 +9,19 @@ use indicatif::ProgressBar;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::sync::mpsc;
 
-use crate::db::{self, Db, LOAD_LOCK_KEY};
+use crate::db::{self, engine, Db, LOAD_LOCK_KEY};
 use crate::error::{Error, Result};
-use crate::ledger;
+use crate::ledger::{self, Abandoned};
 use crate::plan::Plan;
 use crate::shutdown;
-use crate::stage;
+use crate::stage::{self, Batch, StageCounts};
 use crate::storage::index::{parse_index, Entry};
 use crate::storage::Storage;
 pub use crate::summary::{RunStatus, Summary};
 use crate::transform::{self, Script, ScriptRun, Scripts};
+
+pub mod path;
+use path::{LoadPath, Steps};
 
 /// The outcome of [`run`]: always a summary, plus the error when the run failed.
 #[derive(Debug)]
@@ -26,19 +30,35 @@ pub struct Report {
     pub summary: Summary,
     /// Why it failed.
     pub error: Option<Error>,
+    /// Earlier runs this one found dead (their session gone) and closed as abandoned.
+    pub abandoned: Vec<Abandoned>,
+}
+
+/// The run's own record in load_runs: the ledger session that opened its row (open until the row
+/// is closed: while it is, the run is alive), when the run really started, and the dead runs it
+/// found.
+struct RunLedger {
+    conn: Option<PgConnection>,
+    started_at: String,
+    abandoned: Vec<Abandoned>,
 }
 
 /// Does one run. Never panics on bad input; a failed run leaves the data as it was and is
 /// recorded in load_runs (when the database is reachable).
 pub async fn run(db: &Db, reader: &Storage, plan: &Plan, progress: &ProgressBar) -> Report {
     let started = Instant::now();
+    let mut record = RunLedger {
+        conn: None,
+        started_at: chrono::Utc::now().to_rfc3339(),
+        abandoned: Vec::new(),
+    };
     let mut summary = Summary::new(plan);
     // The server process of the load's connection, so a stop signal can cancel its statement.
     let backend = AtomicI32::new(0);
     let result = match shutdown::requested() {
         Some(signal) => Err(Error::Interrupted(signal)),
         None => tokio::select! {
-            result = run_batch(db, reader, plan, progress, &mut summary, &backend) => result,
+            result = run_batch(db, reader, plan, progress, &mut summary, &backend, &mut record) => result,
             signal = shutdown::requested_wait() => {
                 // The load's future (and its connection) is dropped here; the server would only
                 // notice at its next client check, so cancel the statement now.
@@ -63,7 +83,12 @@ pub async fn run(db: &Db, reader: &Storage, plan: &Plan, progress: &ProgressBar)
             }
             summary.status = RunStatus::Failed;
             summary.error = Some(error.to_string());
-            summary.run_id = ledger::record_failure(db, &summary).await;
+            // Rolled back: nothing was written, whatever was staged.
+            summary.files_loaded = 0;
+            summary.rows_loaded = 0;
+            summary.run_id =
+                ledger::record_failure(db, record.conn.as_mut(), &summary, &record.started_at)
+                    .await;
             Some(error)
         }
     };
@@ -74,9 +99,17 @@ pub async fn run(db: &Db, reader: &Storage, plan: &Plan, progress: &ProgressBar)
         "run finished in {:.1}s",
         summary.duration_secs
     );
-    Report { summary, error }
+    Report {
+        summary,
+        error,
+        abandoned: record.abandoned,
+    }
 }
 
+/// The story of one run: everything that can be checked before the database, then one
+/// transaction that takes the load lock, closes runs that died, opens the run's ledger row (on a
+/// session of its own, committed at once), chooses the path once, runs its steps, and closes the
+/// row with the data.
 async fn run_batch(
     db: &Db,
     reader: &Storage,
@@ -84,40 +117,14 @@ async fn run_batch(
     progress: &ProgressBar,
     summary: &mut Summary,
     backend: &AtomicI32,
+    record: &mut RunLedger,
 ) -> Result<RunStatus> {
-    // Check everything that can be checked before touching the database.
-    let index_bytes = reader.read_required(&plan.companies).await?;
-    let index_text = String::from_utf8(index_bytes).map_err(|_| Error::Index {
-        file: plan.companies.to_string(),
-        reason: "is not UTF-8 text".into(),
-    })?;
-    let entries = parse_index(&index_text, &plan.companies.to_string())?;
+    let entries = read_index(reader, plan).await?;
     summary.files_listed = entries.len() as u64;
     reader.check_folder(&plan.source).await?;
-    let scripts = Scripts {
-        dir: plan.sql_dir.clone(),
-    };
-    let mut conn = db.connect().await?;
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| Error::database("asking for the session's process id", e))?;
-    backend.store(pid, Ordering::SeqCst);
-    let applied = db::migrate(&mut conn).await?;
-    if !applied.is_empty() {
-        tracing::info!("applied migrations: {}", applied.join(", "));
-    }
-    // On Citus (historical_stocks_data distributed) the scripts with a Citus form run in it.
-    let distributed = transform::is_distributed(&mut conn).await?;
-    if distributed {
-        tracing::info!("historical_stocks_data is distributed (Citus): running sql/citus/ forms");
-    }
-    let stage_script =
-        scripts.load(&transform::for_engine(transform::STAGE_SCRIPT, distributed))?;
-    let clear_script = distributed
-        .then(|| scripts.load(transform::CITUS_CLEAR_SCRIPT))
-        .transpose()?;
 
+    let mut conn = connect(db, backend).await?;
+    let distributed = engine::is_distributed(&mut conn).await?;
     let mut tx = conn
         .begin()
         .await
@@ -129,67 +136,44 @@ async fn run_batch(
             return Ok(RunStatus::AlreadyLoaded);
         }
     }
-    let run_id = ledger::start_run(&mut tx, plan).await?;
+    // Under the load lock no other run is between its start and its end: a row still marked
+    // running whose session is gone belongs to a run that died.
+    let ledger_conn = record.conn.insert(db.connect().await?);
+    record.abandoned = ledger::close_abandoned(ledger_conn, "the next run started").await?;
+    let run_id = ledger::start_run(ledger_conn, plan, &record.started_at).await?;
     summary.run_id = Some(run_id);
     transform::set_inputs(&mut tx, run_id, plan.basis, distributed).await?;
+    let path = LoadPath::choose(&mut tx, distributed).await?;
+    let steps = path.steps(&Scripts {
+        dir: plan.sql_dir.clone(),
+    })?;
+    tracing::info!(?path, "load path chosen");
     progress.set_length(entries.len() as u64);
-
-    // On Citus the key is not dropped and rebuilt (DDL on the shards after this transaction's
-    // parallel reads of them): every batch takes the insert_query.sql path.
-    let empty_table = !distributed && transform::target_is_empty(&mut tx).await?;
-    if empty_table {
-        let steps = EmptyLoad {
-            staging: stage::ChunkScripts {
-                create: stage_script,
-                per_chunk: transform::STAGE_CHUNK_SCRIPTS
-                    .iter()
-                    .map(|name| scripts.load(name))
-                    .collect::<Result<Vec<_>>>()?,
-            },
-            drop_key: scripts.load(transform::DROP_KEY_SCRIPT)?,
-            insert: scripts.load(transform::INSERT_EMPTY_SCRIPT)?,
-            add_key: scripts.load(transform::ADD_KEY_SCRIPT)?,
-            record_staged: scripts.load(transform::RECORD_STAGED_SCRIPT)?,
-            clear_work: scripts.load(transform::CLEAR_WORK_SCRIPT)?,
-        };
-        load_empty(
-            &mut tx, db, reader, plan, &entries, &steps, run_id, summary, progress,
-        )
-        .await?;
-    } else {
-        let transforms = transform::APPEND_SCRIPTS
-            .iter()
-            .map(|name| scripts.load(&transform::for_engine(name, distributed)))
-            .collect::<Result<Vec<_>>>()?;
-        if !distributed {
-            // What a killed empty-table load left in stockload_work (runs take turns: no other
-            // is staging now), so it does not wait for the next empty-table load.
-            let clear = scripts.load(transform::CLEAR_WORK_SCRIPT)?;
-            summary
-                .scripts
-                .push(transform::run_script(&mut tx, &clear).await?);
-        }
-        transform::run_script(&mut tx, &stage_script).await?;
-        let counts = stage::stage_files(
-            &mut tx,
+    let run = Run {
+        db,
+        plan,
+        run_id,
+        batch: Batch {
             reader,
-            &plan.source,
-            &entries,
-            plan.concurrency,
+            source: &plan.source,
+            entries: &entries,
+            concurrency: plan.concurrency,
             progress,
-        )
-        .await?;
-        record_counts(summary, &counts);
-        check_limits(summary, plan.max_reject_ratio)?;
-        for script in &transforms {
-            let run = transform::run_script(&mut tx, script).await?;
-            summary.scripts.push(run);
+        },
+    };
+
+    run_scripts(&mut tx, &steps.prepare, summary).await?;
+    let counts = match path {
+        LoadPath::Empty => load_empty(&mut tx, &run, &steps, summary).await?,
+        LoadPath::Append | LoadPath::Citus => {
+            transform::run_script(&mut tx, &steps.stage).await?;
+            stage::stage_files(&mut tx, run.batch).await?
         }
-    }
-    if let Some(script) = &clear_script {
-        let run = transform::run_script(&mut tx, script).await?;
-        summary.scripts.push(run);
-    }
+    };
+    record_counts(summary, &counts);
+    check_limits(summary, plan.max_reject_ratio)?;
+    run_scripts(&mut tx, &steps.finish, summary).await?;
+
     if let Some(marker) = &plan.marker {
         ledger::claim_marker(&mut tx, marker, run_id).await?;
     }
@@ -198,6 +182,45 @@ async fn run_batch(
         .await
         .map_err(|e| Error::database("committing the load", e))?;
     Ok(RunStatus::Succeeded)
+}
+
+/// Reads and parses the index: the batch's entries, in index order.
+async fn read_index(reader: &Storage, plan: &Plan) -> Result<Vec<Entry>> {
+    let index_bytes = reader.read_required(&plan.companies).await?;
+    let index_text = String::from_utf8(index_bytes).map_err(|_| Error::Index {
+        file: plan.companies.to_string(),
+        reason: "is not UTF-8 text".into(),
+    })?;
+    parse_index(&index_text, &plan.companies.to_string())
+}
+
+/// The load's connection, migrated; its server process is noted in `backend` so a stop signal
+/// can cancel its statement.
+async fn connect(db: &Db, backend: &AtomicI32) -> Result<PgConnection> {
+    let mut conn = db.connect().await?;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| Error::database("asking for the session's process id", e))?;
+    backend.store(pid, Ordering::SeqCst);
+    let applied = db::migrate(&mut conn).await?;
+    if !applied.is_empty() {
+        tracing::info!("applied migrations: {}", applied.join(", "));
+    }
+    Ok(conn)
+}
+
+/// Runs `scripts` in order in the load's transaction and reports each in the summary.
+async fn run_scripts(
+    tx: &mut PgConnection,
+    scripts: &[Script],
+    summary: &mut Summary,
+) -> Result<()> {
+    for script in scripts {
+        let run = transform::run_script(tx, script).await?;
+        summary.scripts.push(run);
+    }
+    Ok(())
 }
 
 fn record_counts(summary: &mut Summary, counts: &stage::StageCounts) {
@@ -209,86 +232,69 @@ fn record_counts(summary: &mut Summary, counts: &stage::StageCounts) {
     summary.skipped_files = counts.skipped.clone();
 }
 
-/// The scripts of a load into an empty table.
-struct EmptyLoad {
-    staging: stage::ChunkScripts,
-    drop_key: Script,
-    insert: Script,
-    add_key: Script,
-    record_staged: Script,
-    clear_work: Script,
+/// What the steps of one run share.
+struct Run<'a> {
+    db: &'a Db,
+    plan: &'a Plan,
+    run_id: i64,
+    batch: Batch<'a>,
 }
 
 /// A load into an empty table, on two cores: a second session stages the batch in chunks of
 /// whole companies and notes their rejects and first days (stage::stage_chunks), while this
-/// transaction runs insert_empty.sql on each chunk already committed (`stockload_stage` is then
-/// a view of that chunk) and drops it; then it records the rejects and first days.
-/// The key is dropped before the first chunk and rebuilt after the last; everything this
+/// transaction runs the per-chunk scripts (insert_empty.sql) on each chunk already committed
+/// (`stockload_stage` is then a view of that chunk) and drops it. The key was dropped before
+/// (the path's prepare steps) and is rebuilt after (its finish steps); everything this
 /// transaction writes still commits (or rolls back) at once.
-#[allow(clippy::too_many_arguments)]
 async fn load_empty(
     tx: &mut PgConnection,
-    db: &Db,
-    reader: &Storage,
-    plan: &Plan,
-    entries: &[Entry],
-    steps: &EmptyLoad,
-    run_id: i64,
+    run: &Run<'_>,
+    steps: &Steps,
     summary: &mut Summary,
-    progress: &ProgressBar,
-) -> Result<()> {
-    summary
-        .scripts
-        .push(transform::run_script(tx, &steps.drop_key).await?);
-    let mut stager = db.connect().await?;
-    // Chunks a failed or killed run left behind (runs take turns: none is staging now).
-    summary
-        .scripts
-        .push(stage::clear_chunks(&mut stager, &steps.clear_work, None).await?);
-    let (ready, mut chunks) = mpsc::channel::<stage::Chunk>(1);
-    let staging = stage::stage_chunks(
-        &mut stager,
-        &steps.staging,
-        run_id,
-        plan.chunk_rows,
-        reader,
-        &plan.source,
-        entries,
-        plan.concurrency,
-        progress,
-        ready,
-    );
-    let applying = async {
-        let mut runs: Vec<ScriptRun> = Vec::new();
-        while let Some(chunk) = chunks.recv().await {
-            let view = format!(
-                "CREATE TEMPORARY VIEW stockload_stage AS SELECT * FROM {}",
-                chunk.table
-            );
-            sqlx::raw_sql(AssertSqlSafe(view))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| Error::database(format!("reading the chunk {}", chunk.table), e))?;
-            transform::add_run(&mut runs, transform::run_script(tx, &steps.insert).await?);
-            let drop = format!("DROP VIEW stockload_stage; DROP TABLE {}", chunk.table);
-            sqlx::raw_sql(AssertSqlSafe(drop))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| Error::database(format!("dropping the chunk {}", chunk.table), e))?;
-        }
-        Ok::<_, Error>(runs)
+) -> Result<StageCounts> {
+    let mut stager = run.db.connect().await?;
+    let (ready, chunks) = mpsc::channel::<stage::Chunk>(1);
+    let chunking = stage::Chunking {
+        run_id: run.run_id,
+        rows: run.plan.chunk_rows,
+        create: &steps.stage,
+        per_chunk: &steps.stage_chunk,
     };
+    let staging = stage::stage_chunks(&mut stager, run.batch, &chunking, ready);
+    let applying = apply_chunks(tx, &steps.per_chunk, chunks);
     let ((counts, staging_runs), runs) = tokio::try_join!(staging, applying)?;
     summary.scripts.extend(staging_runs);
     summary.scripts.extend(runs);
-    record_counts(summary, &counts);
-    check_limits(summary, plan.max_reject_ratio)?;
-    for script in [&steps.record_staged, &steps.add_key] {
-        summary
-            .scripts
-            .push(transform::run_script(tx, script).await?);
+    Ok(counts)
+}
+
+/// Runs `scripts` on each chunk as it arrives (as the temporary view `stockload_stage`), then
+/// drops it. Each script is reported once, with its total rows and time.
+async fn apply_chunks(
+    tx: &mut PgConnection,
+    scripts: &[Script],
+    mut chunks: mpsc::Receiver<stage::Chunk>,
+) -> Result<Vec<ScriptRun>> {
+    let mut runs: Vec<ScriptRun> = Vec::new();
+    while let Some(chunk) = chunks.recv().await {
+        let view = format!(
+            "CREATE TEMPORARY VIEW stockload_stage AS SELECT * FROM {}",
+            chunk.table
+        );
+        sqlx::raw_sql(AssertSqlSafe(view))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::database(format!("reading the chunk {}", chunk.table), e))?;
+        for script in scripts {
+            transform::add_run(&mut runs, transform::run_script(tx, script).await?);
+        }
+        let drop = format!("DROP VIEW stockload_stage; DROP TABLE {}", chunk.table);
+        sqlx::raw_sql(AssertSqlSafe(drop))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::database(format!("dropping the chunk {}", chunk.table), e))?;
     }
-    Ok(())
+    Ok(runs)
 }
 
 /// After a failed run: drops the staging chunks it committed (a load into an empty table), once
@@ -299,9 +305,9 @@ async fn clear_chunks_after(db: &Db, plan: &Plan, run_id: i64) {
         let script = Scripts {
             dir: plan.sql_dir.clone(),
         }
-        .load(transform::CLEAR_WORK_SCRIPT)?;
+        .load(path::CLEAR_WORK_SCRIPT)?;
         let mut conn = db.connect().await?;
-        stage::clear_chunks(&mut conn, &script, Some(run_id)).await
+        stage::clear_chunks(&mut conn, &script, run_id).await
     };
     if let Err(err) = attempt.await {
         tracing::warn!("could not drop the failed run's staging chunks: {err}");

@@ -95,3 +95,10 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 /// Default `--chunk-rows`: large enough that a chunk's per-statement overhead is noise, small
 /// enough that its window sort stays in memory and the last chunk's transforms are short.
 pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
+/// Default `watch --interval`: seconds between polls of a folder or bucket prefix.
+pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 30;
+/// Default `watch --max-attempts`: failed runs per marker before it is given up.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// work_mem and temp_buffers of the demo's session: its batch (20 files of 250 days by default)
+/// needs far less than a real load's [`DEFAULT_WORK_MEM`].
+pub const DEMO_WORK_MEM: &str = "64MB";

@@ -54,32 +54,27 @@ struct StreamMap {
     next_line: u64,
 }
 
+/// The listed files of a batch, where they are and how to read them.
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
+    /// Reads the files.
+    pub reader: &'a Storage,
+    /// The folder or prefix they are in.
+    pub source: &'a Location,
+    /// The index's entries.
+    pub entries: &'a [Entry],
+    /// How many files are read and parsed at once.
+    pub concurrency: usize,
+    /// Counts the files staged.
+    pub progress: &'a ProgressBar,
+}
+
 /// Streams every listed file into `stockload_stage`. On any error the COPY is aborted.
-pub async fn stage_files(
-    conn: &mut PgConnection,
-    reader: &Storage,
-    source: &Location,
-    entries: &[Entry],
-    concurrency: usize,
-    progress: &ProgressBar,
-) -> Result<StageCounts> {
+pub async fn stage_files(conn: &mut PgConnection, batch: Batch<'_>) -> Result<StageCounts> {
     let statement = format!("COPY stockload_stage {COPY_COLUMNS} FROM STDIN");
     let mut counts = StageCounts::default();
-    let mut files = pin!(parsed_files(reader, source, entries, concurrency).peekable());
-    copy_files(
-        conn,
-        &statement,
-        &mut files,
-        None,
-        &mut counts,
-        Place {
-            reader,
-            source,
-            entries,
-            progress,
-        },
-    )
-    .await?;
+    let mut files = pin!(parsed_files(batch).peekable());
+    copy_files(conn, &statement, &mut files, None, &mut counts, batch).await?;
     Ok(counts)
 }
 
@@ -90,13 +85,17 @@ pub struct Chunk {
     pub table: String,
 }
 
-/// What the staging session runs for each chunk.
+/// How the staging session cuts a batch into chunks, and what it runs on each.
 #[derive(Debug)]
-pub struct ChunkScripts {
+pub struct Chunking<'a> {
+    /// The run the chunks belong to (their names carry it).
+    pub run_id: i64,
+    /// A chunk ends after the first file that brings it to this many staging rows.
+    pub rows: u64,
     /// create_stage.sql: the staging table each chunk is made like.
-    pub create: Script,
+    pub create: &'a Script,
     /// Run on each chunk (as `stockload_stage`) before it is committed.
-    pub per_chunk: Vec<Script>,
+    pub per_chunk: &'a [Script],
 }
 
 /// Streams every listed file, in company order, into chunks of about `chunk_rows` staging rows
@@ -106,28 +105,21 @@ pub struct ChunkScripts {
 /// and sent to `ready`. The receiver drops the chunks; after a failed run [`clear_chunks`] does.
 /// Stops early, without error, when `ready` is closed (its receiver failed and reports why).
 /// Returns the counts and the per-chunk scripts' total runs.
-#[allow(clippy::too_many_arguments)]
 pub async fn stage_chunks(
     conn: &mut PgConnection,
-    scripts: &ChunkScripts,
-    run_id: i64,
-    chunk_rows: u64,
-    reader: &Storage,
-    source: &Location,
-    entries: &[Entry],
-    concurrency: usize,
-    progress: &ProgressBar,
+    batch: Batch<'_>,
+    chunking: &Chunking<'_>,
     ready: mpsc::Sender<Chunk>,
 ) -> Result<(StageCounts, Vec<ScriptRun>)> {
+    let Chunking {
+        run_id,
+        rows: chunk_rows,
+        create,
+        per_chunk,
+    } = *chunking;
     let mut counts = StageCounts::default();
     let mut runs = Vec::new();
-    let mut files = pin!(parsed_files(reader, source, entries, concurrency).peekable());
-    let place = Place {
-        reader,
-        source,
-        entries,
-        progress,
-    };
+    let mut files = pin!(parsed_files(batch).peekable());
     sqlx::query("SELECT set_config('stockload.run_id', $1, false)")
         .bind(run_id.to_string())
         .execute(&mut *conn)
@@ -141,7 +133,7 @@ pub async fn stage_chunks(
             .begin()
             .await
             .map_err(|e| Error::database("starting a staging chunk", e))?;
-        transform::run_script(&mut tx, &scripts.create).await?;
+        transform::run_script(&mut tx, create).await?;
         sqlx::raw_sql(AssertSqlSafe(format!(
             "CREATE UNLOGGED TABLE {table} (LIKE stockload_stage) \
              WITH (autovacuum_enabled = false); \
@@ -158,10 +150,10 @@ pub async fn stage_chunks(
             &mut files,
             Some(chunk_rows),
             &mut counts,
-            place,
+            batch,
         )
         .await?;
-        for script in &scripts.per_chunk {
+        for script in per_chunk {
             transform::add_run(&mut runs, transform::run_script(&mut tx, script).await?);
         }
         sqlx::raw_sql("DROP VIEW stockload_stage")
@@ -178,41 +170,33 @@ pub async fn stage_chunks(
     Ok((counts, runs))
 }
 
-/// Drops the staging chunks runs left behind: those of `run_id`, or with `None` all of them
-/// (only while no other run can be staging: under the load lock).
+/// Drops the staging chunks and work rows a failed run left behind (clear_work.sql limited to
+/// `run_id`).
 pub async fn clear_chunks(
     conn: &mut PgConnection,
     script: &Script,
-    run_id: Option<i64>,
+    run_id: i64,
 ) -> Result<ScriptRun> {
-    let run = run_id.map(|id| id.to_string()).unwrap_or_default();
     sqlx::query("SELECT set_config('stockload.clear_run', $1, false)")
-        .bind(run)
+        .bind(run_id.to_string())
         .execute(&mut *conn)
         .await
         .map_err(|e| Error::database("naming the run whose staging chunks to drop", e))?;
     transform::run_script(conn, script).await
 }
 
-/// Where the files come from, for messages and re-reads.
-#[derive(Clone, Copy)]
-struct Place<'a> {
-    reader: &'a Storage,
-    source: &'a Location,
-    entries: &'a [Entry],
-    progress: &'a ProgressBar,
-}
-
 /// The listed files, read and parsed `concurrency` at a time, in company order: the staged rows
 /// arrive sorted by (company_name, stock_date) (each file's rows are in file order, by date in
 /// practice), so the transforms' window sort takes PostgreSQL's presorted fast path and the table
 /// is written in key order.
-fn parsed_files<'a>(
-    reader: &'a Storage,
-    source: &'a Location,
-    entries: &'a [Entry],
-    concurrency: usize,
-) -> impl Stream<Item = Result<(usize, ParsedFile)>> + 'a {
+fn parsed_files(batch: Batch<'_>) -> impl Stream<Item = Result<(usize, ParsedFile)>> + '_ {
+    let Batch {
+        reader,
+        source,
+        entries,
+        concurrency,
+        ..
+    } = batch;
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by(|&a, &b| entries[a].company.cmp(&entries[b].company));
     stream::iter(order)
@@ -230,7 +214,7 @@ async fn copy_files<S>(
     files: &mut std::pin::Pin<&mut stream::Peekable<S>>,
     chunk_rows: Option<u64>,
     counts: &mut StageCounts,
-    place: Place<'_>,
+    place: Batch<'_>,
 ) -> Result<()>
 where
     S: Stream<Item = Result<(usize, ParsedFile)>>,
@@ -338,8 +322,8 @@ fn count(counts: &mut StageCounts, parsed: &ParsedFile) {
 /// Names the CSV file and line behind a failed COPY. PostgreSQL reports the COPY stream's line in
 /// the error context ("COPY stockload_stage, line 1234, column ..."); sqlx's own "at line N" is a
 /// line of PostgreSQL's C source and is ignored. The file is parsed again to find the line.
-async fn copy_error(err: sqlx::Error, map: &StreamMap, place: Place<'_>) -> Error {
-    let Place {
+async fn copy_error(err: sqlx::Error, map: &StreamMap, place: Batch<'_>) -> Error {
+    let Batch {
         reader,
         source,
         entries,

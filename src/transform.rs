@@ -15,77 +15,6 @@ use crate::plan::ChangeBasis;
 
 static SQL_DIR: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/sql");
 
-/// Creates the staging table; runs before COPY.
-pub const STAGE_SCRIPT: &str = "create_stage.sql";
-
-/// The transform scripts a load into a table that already holds rows runs after COPY, in this
-/// order.
-pub const APPEND_SCRIPTS: [&str; 4] = [
-    "record_rejects.sql",
-    "plan_scope.sql",
-    INSERT_SCRIPT,
-    "update_changes.sql",
-];
-
-/// Writes the batch into a table that already holds rows (upsert where needed).
-pub const INSERT_SCRIPT: &str = "insert_query.sql";
-
-/// A load into an empty table: runs once, before the first chunk.
-pub const DROP_KEY_SCRIPT: &str = "drop_key.sql";
-
-/// A load into an empty table: the staging session runs these on each chunk it staged, before
-/// committing it.
-pub const STAGE_CHUNK_SCRIPTS: [&str; 2] = ["stage_rejects.sql", "stage_scope.sql"];
-
-/// Writes one chunk of the batch into an empty table: the load's transaction runs it on each
-/// chunk.
-pub const INSERT_EMPTY_SCRIPT: &str = "insert_empty.sql";
-
-/// A load into an empty table: runs once, after the last chunk.
-pub const ADD_KEY_SCRIPT: &str = "add_key.sql";
-
-/// A load into an empty table: records what the staging session found (rejects, first days).
-pub const RECORD_STAGED_SCRIPT: &str = "record_staged.sql";
-
-/// Drops staging chunks and work rows a failed or killed run left in `stockload_work`.
-pub const CLEAR_WORK_SCRIPT: &str = "clear_work.sql";
-
-/// Every script a load may run, for checks and listings.
-pub const LOAD_SCRIPTS: [&str; 12] = [
-    STAGE_SCRIPT,
-    "record_rejects.sql",
-    "plan_scope.sql",
-    INSERT_SCRIPT,
-    "update_changes.sql",
-    DROP_KEY_SCRIPT,
-    "stage_rejects.sql",
-    "stage_scope.sql",
-    INSERT_EMPTY_SCRIPT,
-    ADD_KEY_SCRIPT,
-    RECORD_STAGED_SCRIPT,
-    CLEAR_WORK_SCRIPT,
-];
-
-/// True when historical_stocks_data holds no row; then it stays empty until this transaction
-/// ends (SHARE lock: other writers wait, readers do not). A non-empty table is not locked here.
-pub async fn target_is_empty(conn: &mut PgConnection) -> Result<bool> {
-    if !table_is_empty(conn).await? {
-        return Ok(false);
-    }
-    sqlx::raw_sql("LOCK TABLE historical_stocks_data IN SHARE MODE")
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| Error::database("locking historical_stocks_data", e))?;
-    table_is_empty(conn).await
-}
-
-async fn table_is_empty(conn: &mut PgConnection) -> Result<bool> {
-    sqlx::query_scalar::<_, bool>("SELECT NOT EXISTS (SELECT 1 FROM historical_stocks_data)")
-        .fetch_one(conn)
-        .await
-        .map_err(|e| Error::database("checking whether historical_stocks_data is empty", e))
-}
-
 /// The standalone follow-up for Data Pipeline's SqlActivity, psql and pgAdmin: recomputes the
 /// changes within what the last run touched (O(run), not O(table)).
 pub const RECOMPUTE_SCRIPT: &str = "recompute_changes.sql";
@@ -93,57 +22,19 @@ pub const RECOMPUTE_SCRIPT: &str = "recompute_changes.sql";
 /// The standalone whole-table repair: recomputes every row's changes.
 pub const RECOMPUTE_ALL_SCRIPT: &str = "recompute_all_changes.sql";
 
-/// The scripts that have a Citus form in `sql/citus/` (same file name), run instead of the plain
-/// one when historical_stocks_data is a distributed table (see [`for_engine`]). Every other
-/// script runs unchanged on both engines.
-pub const CITUS_FORMS: [&str; 6] = [
-    STAGE_SCRIPT,
-    "plan_scope.sql",
-    INSERT_SCRIPT,
-    "update_changes.sql",
-    RECOMPUTE_SCRIPT,
-    RECOMPUTE_ALL_SCRIPT,
-];
-
-/// Runs last in a load on Citus: empties the distributed staging tables again.
-pub const CITUS_CLEAR_SCRIPT: &str = "citus/clear_stage.sql";
-
 /// Run by `stockload migrate --distributed`: puts the schema on a Citus cluster.
 pub const DISTRIBUTE_SCRIPT: &str = "citus/distribute.sql";
 
-/// The script to run for `name`: its Citus form (`citus/NAME`) on a distributed table,
-/// otherwise `name` itself.
+/// The script to run for `name` on a standalone run (psql, SqlActivity): its Citus form
+/// (`citus/NAME`, when one is embedded) on a distributed table, otherwise `name` itself. A load
+/// names its scripts per path instead (`load::path`).
 pub fn for_engine(name: &str, distributed: bool) -> String {
-    if distributed && CITUS_FORMS.contains(&name) {
-        format!("citus/{name}")
+    let citus = format!("citus/{name}");
+    if distributed && embedded(&citus).is_some() {
+        citus
     } else {
         name.to_string()
     }
-}
-
-/// True when historical_stocks_data is a Citus distributed table (the citus extension is there
-/// and the table is in its metadata); then the load runs the scripts' Citus forms.
-pub async fn is_distributed(conn: &mut PgConnection) -> Result<bool> {
-    let has_citus: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| Error::database("looking for the citus extension", e))?;
-    if !has_citus {
-        return Ok(false);
-    }
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition \
-         WHERE logicalrelid = to_regclass('historical_stocks_data') AND partmethod = 'h')",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| {
-        Error::database(
-            "asking Citus whether historical_stocks_data is distributed",
-            e,
-        )
-    })
 }
 
 /// One script's text and where it came from.
@@ -304,36 +195,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_script_a_load_runs_is_embedded_and_documented() {
-        for name in [RECOMPUTE_SCRIPT, RECOMPUTE_ALL_SCRIPT]
-            .iter()
-            .chain(LOAD_SCRIPTS.iter())
-        {
+    fn every_embedded_script_says_what_it_reads() {
+        let names = list();
+        assert!(names.contains(&"insert_query.sql"));
+        assert!(names.contains(&"citus/plan_scope.sql"));
+        for name in names {
             let text = embedded(name).unwrap_or_else(|| panic!("{name} is not embedded"));
             assert!(text.starts_with("-- "), "{name} must open with a comment");
             assert!(text.contains("Reads"), "{name} must say what it reads");
         }
-        assert!(list().contains(&"insert_query.sql"));
         assert_eq!(embedded("insert_query"), embedded("insert_query.sql"));
+        assert_eq!(embedded(DISTRIBUTE_SCRIPT), embedded("citus/distribute"));
     }
 
     #[test]
-    fn every_citus_form_is_embedded_documented_and_chosen_only_on_citus() {
-        for name in CITUS_FORMS
-            .iter()
-            .chain([&"distribute.sql", &"clear_stage.sql"])
-        {
-            let citus = format!("citus/{name}");
-            let text = embedded(&citus).unwrap_or_else(|| panic!("{citus} is not embedded"));
-            assert!(text.starts_with("-- "), "{citus} must open with a comment");
-            assert!(text.contains("Reads"), "{citus} must say what it reads");
-        }
+    fn citus_forms_are_chosen_only_on_citus_and_only_where_one_exists() {
         assert_eq!(for_engine("plan_scope.sql", true), "citus/plan_scope.sql");
         assert_eq!(for_engine("plan_scope.sql", false), "plan_scope.sql");
         assert_eq!(for_engine("record_rejects.sql", true), "record_rejects.sql");
-        assert_eq!(for_engine(INSERT_SCRIPT, true), "citus/insert_query.sql");
-        assert_eq!(for_engine(INSERT_EMPTY_SCRIPT, true), INSERT_EMPTY_SCRIPT);
-        assert_eq!(embedded(DISTRIBUTE_SCRIPT), embedded("citus/distribute"));
-        assert!(list().contains(&"citus/plan_scope.sql"));
+        assert_eq!(
+            for_engine(RECOMPUTE_SCRIPT, true),
+            "citus/recompute_changes.sql"
+        );
+        assert_eq!(for_engine("insert_empty.sql", true), "insert_empty.sql");
     }
 }

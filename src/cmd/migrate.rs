@@ -2,9 +2,9 @@
 //! `--distributed`, then put the schema on a Citus cluster (`sql/citus/distribute.sql`).
 
 use crate::cli::MigrateArgs;
-use crate::db;
+use crate::db::{self, engine};
 use crate::error::{Error, Result};
-use crate::transform::{self, Script};
+use crate::transform::{self, Scripts};
 
 /// Applies what is missing and says what it did.
 pub(crate) async fn run(args: MigrateArgs) -> Result<bool> {
@@ -30,24 +30,14 @@ pub(crate) async fn run(args: MigrateArgs) -> Result<bool> {
 
 /// Runs `sql/citus/distribute.sql`, after checking that the database is a Citus coordinator.
 async fn distribute(conn: &mut sqlx::PgConnection) -> Result<()> {
-    let has_citus: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| Error::database("looking for the citus extension", e))?;
-    if !has_citus {
+    if !engine::has_citus(conn).await? {
         return Err(Error::Config(
             "--distributed needs a Citus coordinator: the database has no citus extension \
              (CREATE EXTENSION citus, and add the workers with citus_add_node)"
                 .into(),
         ));
     }
-    let text = transform::embedded(transform::DISTRIBUTE_SCRIPT)
-        .ok_or_else(|| Error::Config("citus/distribute.sql is not embedded".into()))?;
-    let script = Script {
-        name: transform::DISTRIBUTE_SCRIPT.to_string(),
-        text: text.to_string(),
-    };
+    let script = Scripts::default().load(transform::DISTRIBUTE_SCRIPT)?;
     transform::run_script(conn, &script).await?;
     Ok(())
 }

@@ -162,6 +162,19 @@ impl Notice {
         }
     }
 
+    /// The failure notice of an earlier run found dead (its session gone) and closed as
+    /// abandoned by a later run.
+    pub fn abandoned(name: &str, run: &crate::ledger::Abandoned) -> Notice {
+        Notice {
+            subject: subject(name, false),
+            body: format!(
+                "stockload found an earlier run dead.\n\nWhat went wrong: {run}.\n\n\
+                 Nothing it staged was committed: the database is as it was before it.\n"
+            ),
+            success: false,
+        }
+    }
+
     /// The notice `stockload notify-test` sends.
     pub fn test(name: &str) -> Notice {
         Notice {
