@@ -190,9 +190,15 @@ async fn a_citus_cluster_distributes_a_table_over_two_workers() {
 
 #[tokio::test]
 async fn migrate_distributed_without_citus_says_what_is_missing() {
-    // A database of the plain test server: its catalog has no citus extension, whether or not
-    // this machine could load one.
+    // A database of the plain test server, which cannot have Citus: the extension is either not
+    // installed on this machine or, when it is, not in the server's shared_preload_libraries.
     let db = TestDb::new().await;
+    let refused = sqlx::raw_sql("CREATE EXTENSION citus")
+        .execute(&mut db.conn().await)
+        .await
+        .expect_err("the plain test server must not be able to create the citus extension")
+        .to_string();
+    assert!(refused.to_lowercase().contains("citus"), "{refused}");
     let output = stockload()
         .args(["migrate", "--distributed"])
         .env("DATABASE_URL", &db.url)
