@@ -177,6 +177,11 @@ impl Run {
         }
     }
 
+    fn args(mut self, args: Vec<String>) -> Run {
+        self.args = args;
+        self
+    }
+
     fn notify_env(mut self, target: &str) -> Run {
         self.notify_env = Some(target.to_string());
         self
@@ -184,6 +189,19 @@ impl Run {
 
     fn code(mut self, code: i32) -> Run {
         self.code = code;
+        self
+    }
+
+    /// The password from PGPASSWORD, the URL without it.
+    fn pgpassword(mut self, url_without_password: &str) -> Run {
+        self.pgpassword = true;
+        self.database_url = url_without_password.to_string();
+        self
+    }
+
+    /// No SMTP_USERNAME / SMTP_PASSWORD: a notice has only the credentials in its URL.
+    fn without_smtp_env(mut self) -> Run {
+        self.smtp_env = false;
         self
     }
 
@@ -209,28 +227,26 @@ impl Run {
     }
 }
 
-/// The help texts, the loads (by every route a password can take) and the watch loop.
+/// The help texts, the loads (by every route a password can take), the watch loop and the
+/// test notice.
 fn load_runs(p: &Planted) -> Vec<Run> {
     let (stocks, companies) = (
         p.batch.stocks.display().to_string(),
         p.batch.companies.display().to_string(),
     );
-    let load = |source: &str| {
-        vec![
+    let load = |source: &str, notify: &str| -> Vec<String> {
+        let mut args = vec![
             "load",
             "--source",
             source,
             "--companies",
             &companies,
             "--json",
-        ]
-        .into_iter()
-        .map(str::to_string)
-        .collect::<Vec<_>>()
-    };
-    let with_flag = |mut args: Vec<String>| {
-        args.extend(["--notify".to_string(), p.smtp_url.clone()]);
-        args
+        ];
+        if !notify.is_empty() {
+            args.extend(["--notify", notify]);
+        }
+        args.into_iter().map(str::to_string).collect()
     };
     let monitored = p.path("monitored");
     let watch = [
@@ -243,45 +259,40 @@ fn load_runs(p: &Planted) -> Vec<Run> {
         "--companies",
         &companies,
     ];
-    let mut runs = vec![
-        Run::new("help", &["--help"], p).notify_env(&p.smtp_url),
-        Run::new("load help", &["load", "--help"], p).notify_env(&p.smtp_url),
-        Run::new("watch help", &["watch", "--help"], p).notify_env(&p.smtp_url),
-        Run::new("notify-test help", &["notify-test", "--help"], p).notify_env(&p.smtp_url),
+    let url = p.smtp_url.as_str();
+    vec![
+        Run::new("help", &["--help"], p).notify_env(url),
+        Run::new("load help", &["load", "--help"], p).notify_env(url),
+        Run::new("watch help", &["watch", "--help"], p).notify_env(url),
+        Run::new("notify-test help", &["notify-test", "--help"], p).notify_env(url),
         Run::new("migrate", &["migrate"], p),
-        Run::new("watch", &watch, p)
-            .notify_env(&p.smtp_url)
+        Run::new("watch", &watch, p).notify_env(url).mails(1),
+        Run::new("notify-test", &["notify-test", "--notify", url], p).mails(1),
+        Run::new("load ok, SMTP credentials in the flag's URL", &[], p)
+            .args(load(&stocks, url))
+            .without_smtp_env()
             .mails(1),
-        Run::new("notify-test", &[], p).mails(1),
-    ];
-    runs.last_mut().unwrap().args = with_flag(vec!["notify-test".into()]);
-    let mut by_flag = Run::new("load ok, SMTP credentials in the flag's URL", &[], p).mails(1);
-    by_flag.args = with_flag(load(&stocks));
-    by_flag.smtp_env = false;
-    let mut by_env = Run::new(
-        "load ok, PGPASSWORD, SMTP target and credentials by env",
-        &[],
-        p,
-    )
-    .notify_env(&p.smtp_bare)
-    .mails(1);
-    by_env.args = load(&stocks);
-    by_env.database_url = p.db_url_bare.clone();
-    by_env.pgpassword = true;
-    let mut no_folder = Run::new("load failing (no folder)", &[], p)
-        .notify_env(&p.smtp_url)
-        .code(1)
-        .mails(1);
-    no_folder.args = load("/no/such/folder");
-    let mut no_database = Run::new("load failing (no database)", &[], p)
-        .notify_env(&p.smtp_url)
-        .code(1)
-        .mails(1);
-    no_database.args = load(&stocks);
-    no_database.database_url =
-        p.db.url.rsplit_once('/').unwrap().0.to_string() + "/no_such_database";
-    runs.extend([by_flag, by_env, no_folder, no_database]);
-    runs
+        Run::new(
+            "load ok, PGPASSWORD, SMTP target and credentials by env",
+            &[],
+            p,
+        )
+        .args(load(&stocks, ""))
+        .pgpassword(&p.db_url_bare)
+        .notify_env(&p.smtp_bare)
+        .mails(1),
+        Run::new("load failing (no folder)", &[], p)
+            .args(load("/no/such/folder", ""))
+            .notify_env(url)
+            .code(1)
+            .mails(1),
+        Run::new("load failing (no database)", &[], p)
+            .args(load(&stocks, ""))
+            .database_url(&p.no_such_database())
+            .notify_env(url)
+            .code(1)
+            .mails(1),
+    ]
 }
 
 /// Every other command: reading, exporting, the pipeline, the bucket, the dev tools.
