@@ -9,6 +9,7 @@ mod hostile;
 mod ledger;
 mod load;
 mod logs;
+mod migrations;
 mod notify;
 mod readonly;
 mod s3;

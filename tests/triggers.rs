@@ -2,7 +2,7 @@
 //! and direct mode) against moto_server, `watch` on a folder, and the SQS consumer.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lambda_events::event::s3::S3Event;
 use stockload::pipeline::aws::{PipelineApi, PutOutcome, SdkDefinition, SdkPipelines};
@@ -10,7 +10,7 @@ use stockload::trigger::lambda::{handle, handle_with, DbSource, LambdaConfig, Mo
 
 use crate::cli_text as text;
 use crate::support::services::{self, aws, moto_env, smtp, tool, unique_bucket};
-use crate::support::{csv, stockload, Batch, TestDb};
+use crate::support::{csv, stockload, wait_until, wait_until_or, Batch, TestDb};
 
 fn settings_json(bucket: &str, name: &str) -> serde_json::Value {
     serde_json::json!({
@@ -346,19 +346,6 @@ async fn watch_loads_each_new_marker_once_across_restarts() {
     );
 }
 
-/// Waits (bounded) until `check` holds, re-checking the real condition each time.
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 struct Watcher(Child);
 
 impl Drop for Watcher {
@@ -387,7 +374,7 @@ async fn a_running_watcher_picks_up_a_marker() {
             .unwrap(),
     );
     std::fs::write(monitored.path().join(".SUCCESS"), "").unwrap();
-    wait_for("the watcher's run", Duration::from_secs(60), || async {
+    wait_until("the watcher's run", Duration::from_secs(60), || async {
         db.succeeded_runs().await == 1
     })
     .await;
@@ -632,7 +619,7 @@ async fn a_failing_batch_is_retried_then_left_to_the_dead_letter_queue_with_a_no
             .spawn()
             .unwrap(),
     );
-    wait_for(
+    wait_until(
         "the message in the dead-letter queue",
         Duration::from_secs(90),
         || async { queue_depth(&aws, &setup.dlq_url).await == 1 },
@@ -701,7 +688,7 @@ async fn a_watcher_killed_mid_load_and_restarted_loads_the_batch_exactly_once() 
         .await
         .unwrap();
     let mut first = start();
-    wait_for("the first load to wait for the lock", Duration::from_secs(60), || async {
+    wait_until("the first load to wait for the lock", Duration::from_secs(60), || async {
         db.scalar(&format!(
             "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = {} \
              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
@@ -722,7 +709,7 @@ async fn a_watcher_killed_mid_load_and_restarted_loads_the_batch_exactly_once() 
         .unwrap();
     assert_eq!(db.rows().await.len(), 0, "the killed load wrote nothing");
     let _second = start();
-    wait_for(
+    wait_until(
         "the batch to be loaded",
         Duration::from_secs(120),
         || async { db.succeeded_runs().await == 1 },
@@ -734,7 +721,7 @@ async fn a_watcher_killed_mid_load_and_restarted_loads_the_batch_exactly_once() 
             .await,
         Some("1".into())
     );
-    wait_for(
+    wait_until(
         "the message to be deleted",
         Duration::from_secs(30),
         || async { queue_depth(&aws, &setup.queue_url).await == 0 },
@@ -1165,20 +1152,13 @@ impl Logged {
     }
 
     /// Waits (bounded) until `check` holds; on timeout the panic shows the loader's log.
-    async fn wait_until<F, Fut>(&self, what: &str, mut check: F)
+    async fn wait_until<F, Fut>(&self, what: &str, check: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let start = Instant::now();
-        while !check().await {
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "timed out waiting for {what}; the loader's log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let log = || format!("the loader's log:\n{}", self.log());
+        wait_until_or(what, Duration::from_secs(120), check, log).await;
     }
 
     fn assert_running(&mut self) {
