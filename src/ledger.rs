@@ -54,7 +54,7 @@ pub async fn finish_run(conn: &mut PgConnection, run_id: i64, summary: &Summary)
         .execute(&mut *conn)
         .await
         .map_err(|e| Error::database("closing the run in load_runs", e))?;
-    Ok(())
+    record_steps(conn, run_id, summary).await
 }
 
 /// Records a failed run on a fresh connection after its transaction rolled back. Best effort:
@@ -80,6 +80,7 @@ pub async fn record_failure(db: &Db, summary: &Summary) -> Option<i64> {
             .fetch_one(&mut conn)
             .await
             .map_err(|e| Error::database("recording the failed run", e))?;
+        record_steps(&mut conn, row.get(0), summary).await?;
         Ok::<i64, Error>(row.get(0))
     };
     match attempt.await {
@@ -89,6 +90,33 @@ pub async fn record_failure(db: &Db, summary: &Summary) -> Option<i64> {
             None
         }
     }
+}
+
+/// Records the run's steps (`summary.scripts`, with their timings) in load_run_steps, and on its
+/// load_runs row the stockload version and, for a failed run, when it really started: what the
+/// run report shows.
+pub async fn record_steps(conn: &mut PgConnection, run_id: i64, summary: &Summary) -> Result<()> {
+    let steps = &summary.scripts;
+    let numbers = |value: fn(&crate::transform::ScriptRun) -> u64| -> Result<Vec<i64>> {
+        steps.iter().map(|s| column::<i64>("steps", value(s))).collect()
+    };
+    sqlx::query(include_str!("../sql/ledger/record_steps.sql"))
+        .bind(run_id)
+        .bind(steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|s| s.checksum.as_str()).collect::<Vec<_>>())
+        .bind(numbers(|s| s.rows)?)
+        .bind(numbers(|s| s.millis)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("recording the run's steps in load_run_steps", e))?;
+    sqlx::query(include_str!("../sql/ledger/run_details.sql"))
+        .bind(run_id)
+        .bind(env!("CARGO_PKG_VERSION"))
+        .bind(summary.duration_secs * 1000.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("recording the run's version in load_runs", e))?;
+    Ok(())
 }
 
 /// True when an earlier committed run already loaded this marker.

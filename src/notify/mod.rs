@@ -150,6 +150,22 @@ impl Notice {
         }
     }
 
+    /// Names where the run's report is (a file or an s3:// key) at the end of the body.
+    pub fn add_report(&mut self, location: &str) {
+        let _ = writeln!(self.body, "\nReport: {location}");
+        if location.starts_with("s3://") {
+            let _ = writeln!(
+                self.body,
+                "(to open it: aws s3 cp {location} . and open the file in a browser)"
+            );
+        }
+    }
+
+    /// Says at the end of the body that the run's report could not be written, and why.
+    pub fn add_report_failure(&mut self, reason: &str) {
+        let _ = writeln!(self.body, "\nThe run's report could not be written: {reason}");
+    }
+
     /// The notice for a run that could not even start (bad configuration, ...).
     pub fn from_error(name: &str, what: &str, error: &Error) -> Notice {
         Notice {

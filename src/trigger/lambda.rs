@@ -22,6 +22,7 @@ use crate::notify::{self, Target};
 use crate::pipeline::aws::{Activation, PipelineApi, SdkPipelines};
 use crate::pipeline::{self, DEFAULT_DEFINITION_KEY};
 use crate::plan::Plan;
+use crate::report::ReportTo;
 use crate::plan::{
     DEFAULT_COMPANIES_KEY, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_DB_NAME, DEFAULT_NOTIFY_NAME,
     DEFAULT_STOCKS_PREFIX, DEFAULT_WORK_MEM,
@@ -229,7 +230,8 @@ async fn run_direct(aws: &Aws, config: &LambdaConfig, marker: &S3Marker) -> Resu
         Some(aws.clone()),
         config.targets.clone(),
         config.notify_name.clone(),
-    );
+    )
+    .with_report(Some(ReportTo::bucket_reports(bucket)));
     let report = ctx.run(&plan, &ProgressBar::hidden()).await;
     let summary = &report.summary;
     Ok(match summary.status {

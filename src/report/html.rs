@@ -1,0 +1,190 @@
+//! The run report as one self-contained HTML page: the askama template `templates/report.html`
+//! (compile-time checked, every value HTML-escaped) filled from [`ReportData`], with the charts
+//! of [`super::svg`] inline. No script, no remote resource: it opens offline and from an email.
+
+use std::borrow::Borrow;
+
+use askama::Template;
+
+use super::data::ReportData;
+use super::svg::{self, Chart};
+use crate::error::{Error, Result};
+
+/// The page: the data and its charts.
+#[derive(Template)]
+#[template(path = "report.html")]
+struct Page<'a> {
+    data: &'a ReportData,
+    /// When and by which stockload the page was made.
+    made_at: String,
+    made_by: &'static str,
+    /// Charts, as SVG text (already escaped by `svg`).
+    timeline: String,
+    reject_chart: String,
+    quality_chart: String,
+    spark_rows: String,
+    spark_seconds: String,
+    spark_rejects: String,
+    /// Time of the run outside its recorded steps (reading the index, staging, commit), ms.
+    outside_steps: i64,
+    /// Rows read per second.
+    rows_per_second: String,
+    /// Rejected rows not shown line by line.
+    rejected_not_shown: i64,
+    /// Flagged rows not shown one by one.
+    flagged_not_shown: i64,
+    /// Flags of the run in all.
+    flags_total: i64,
+}
+
+impl Page<'_> {
+    /// A count with thousands separators (the template passes values or references).
+    fn n(&self, value: impl Borrow<i64>) -> String {
+        svg::number(*value.borrow() as f64)
+    }
+
+    /// Seconds as shown: `0.42 s`, `12.3 s`, `4 min 05 s`.
+    fn secs(&self, seconds: impl Borrow<f64>) -> String {
+        duration(*seconds.borrow())
+    }
+}
+
+/// Seconds as a person reads them.
+fn duration(seconds: f64) -> String {
+    let seconds = if seconds.is_finite() { seconds.max(0.0) } else { 0.0 };
+    if seconds < 10.0 {
+        format!("{seconds:.2} s")
+    } else if seconds < 120.0 {
+        format!("{seconds:.1} s")
+    } else {
+        let whole = seconds.round() as u64;
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    }
+}
+
+/// Renders the report page of `data`.
+pub fn render(data: &ReportData) -> Result<String> {
+    let run = &data.run;
+    let step_millis: i64 = data.steps.iter().map(|s| s.millis).sum();
+    let run_millis = (run.seconds * 1000.0).round() as i64;
+    let outside_steps = (run_millis - step_millis).max(0);
+    let mut steps: Vec<(&str, f64)> = data
+        .steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.millis as f64))
+        .collect();
+    if outside_steps > 0 {
+        steps.push(("outside the steps", outside_steps as f64));
+    }
+    let timeline = svg::timeline(
+        &Chart {
+            id: "timeline",
+            title: "Timeline of the run's steps",
+            desc: "Each step's time in milliseconds, one after the other; the same numbers are \
+                   in the table below.",
+        },
+        &steps,
+        run_millis as f64,
+    );
+    let kinds: Vec<(&str, f64)> = data
+        .reject_kinds
+        .iter()
+        .map(|k| (k.kind.as_str(), k.rows as f64))
+        .collect();
+    let reject_chart = svg::bars(
+        &Chart {
+            id: "rejects",
+            title: "Rejected rows by reason",
+            desc: "Rows rejected for each kind of reason; the same numbers are in the table \
+                   beside it.",
+        },
+        &kinds,
+    );
+    let quality = data.quality.as_ref();
+    let flag_labels: Vec<String> = quality
+        .map(|q| {
+            q.by_check
+                .iter()
+                .map(|c| format!("{} ({})", c.check_name, c.severity))
+                .collect()
+        })
+        .unwrap_or_default();
+    let flag_bars: Vec<(&str, f64)> = quality
+        .map(|q| {
+            q.by_check
+                .iter()
+                .zip(&flag_labels)
+                .map(|(c, label)| (label.as_str(), c.rows as f64))
+                .collect()
+        })
+        .unwrap_or_default();
+    let quality_chart = svg::bars(
+        &Chart {
+            id: "quality",
+            title: "Quality flags by check",
+            desc: "Rows flagged by each check; the same numbers are in the table beside it.",
+        },
+        &flag_bars,
+    );
+    let flags_total = quality
+        .map(|q| q.by_check.iter().map(|c| c.rows).sum())
+        .unwrap_or(0);
+    let series = |f: fn(&super::data::PastRun) -> f64| -> Vec<f64> {
+        data.history.iter().map(f).collect()
+    };
+    let spark = |id, title, desc, values: Vec<f64>| {
+        svg::sparkline(&Chart { id, title, desc }, &values)
+    };
+    let page = Page {
+        data,
+        made_at: chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        made_by: env!("CARGO_PKG_VERSION"),
+        timeline,
+        reject_chart,
+        quality_chart,
+        spark_rows: spark(
+            "spark-rows",
+            "Rows loaded, last runs",
+            "Rows loaded by each of the last runs, oldest first.",
+            series(|r| r.rows_loaded as f64),
+        ),
+        spark_seconds: spark(
+            "spark-seconds",
+            "Duration, last runs",
+            "Seconds each of the last runs took, oldest first.",
+            series(|r| r.seconds),
+        ),
+        spark_rejects: spark(
+            "spark-rejects",
+            "Rows rejected, last runs",
+            "Rows rejected by each of the last runs, oldest first.",
+            series(|r| r.rows_rejected as f64),
+        ),
+        outside_steps,
+        rows_per_second: if run.seconds > 0.0 {
+            svg::number((run.rows_read as f64 / run.seconds).round())
+        } else {
+            "–".into()
+        },
+        rejected_not_shown: (run.rows_rejected - data.rejected_lines.len() as i64).max(0),
+        flagged_not_shown: quality
+            .map(|q| (flags_total - q.rows.len() as i64).max(0))
+            .unwrap_or(0),
+        flags_total,
+    };
+    page.render()
+        .map_err(|e| Error::Config(format!("cannot render the report page: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_would_say_them() {
+        assert_eq!(duration(0.4234), "0.42 s");
+        assert_eq!(duration(12.34), "12.3 s");
+        assert_eq!(duration(245.0), "4 min 05 s");
+        assert_eq!(duration(f64::NAN), "0.00 s");
+    }
+}
