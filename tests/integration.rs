@@ -10,6 +10,7 @@ mod load;
 mod logs;
 mod notify;
 mod readonly;
+mod report;
 mod s3;
 mod secrets;
 mod stop;
