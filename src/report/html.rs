@@ -25,6 +25,8 @@ struct Page<'a> {
     spark_rows: String,
     spark_seconds: String,
     spark_rejects: String,
+    /// Under each sparkline: this run's value and the largest.
+    spark_notes: [String; 3],
     /// Time of the run outside its recorded steps (reading the index, staging, commit), ms.
     outside_steps: i64,
     /// Rows read per second.
@@ -135,7 +137,18 @@ pub fn render(data: &ReportData) -> Result<String> {
     let spark = |id, title, desc, values: Vec<f64>| {
         svg::sparkline(&Chart { id, title, desc }, &values)
     };
+    let note = |values: Vec<f64>, show: &dyn Fn(f64) -> String| {
+        let max = values.iter().copied().fold(0.0, f64::max);
+        let last = values.last().copied().unwrap_or(0.0);
+        format!("this run {}, largest {}", show(last), show(max))
+    };
+    let spark_notes = [
+        note(series(|r| r.rows_loaded as f64), &svg::number),
+        note(series(|r| r.seconds), &duration),
+        note(series(|r| r.rows_rejected as f64), &svg::number),
+    ];
     let page = Page {
+        spark_notes,
         data,
         made_at: chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         made_by: env!("CARGO_PKG_VERSION"),

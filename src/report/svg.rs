@@ -25,7 +25,7 @@ const VALUE_WIDTH: f64 = 90.0;
 /// Height of one bar's row.
 const ROW: f64 = 24.0;
 /// Labels longer than this are cut (the full text is in the table beside the chart).
-const MAX_LABEL_CHARS: usize = 38;
+const MAX_LABEL_CHARS: usize = 34;
 
 /// `&`, `<`, `>`, `"` and `'` as entities: safe in SVG text and attribute values.
 pub fn escape(text: &str) -> String {
