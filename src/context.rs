@@ -97,7 +97,9 @@ impl Context {
         let targets = notify::parse_targets(&args.notify.targets)?;
         let notify_name = args.notify.notify_name.clone();
         let report_to = args.report.as_deref().map(ReportTo::parse).transpose();
-        let report_in_s3 = report_to.as_ref().is_ok_and(|to| to.as_ref().is_some_and(ReportTo::is_s3));
+        let report_in_s3 = report_to
+            .as_ref()
+            .is_ok_and(|to| to.as_ref().is_some_and(ReportTo::is_s3));
         let (aws, aws_error) = if needs_aws || report_in_s3 || notify::needs_aws(&targets) {
             match crate::aws::load_for("S3 or SNS", &args.aws.options()).await {
                 Ok(aws) => (Some(aws), None),

@@ -98,12 +98,20 @@ pub async fn record_failure(db: &Db, summary: &Summary) -> Option<i64> {
 pub async fn record_steps(conn: &mut PgConnection, run_id: i64, summary: &Summary) -> Result<()> {
     let steps = &summary.scripts;
     let numbers = |value: fn(&crate::transform::ScriptRun) -> u64| -> Result<Vec<i64>> {
-        steps.iter().map(|s| column::<i64>("steps", value(s))).collect()
+        steps
+            .iter()
+            .map(|s| column::<i64>("steps", value(s)))
+            .collect()
     };
     sqlx::query(include_str!("../sql/ledger/record_steps.sql"))
         .bind(run_id)
         .bind(steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
-        .bind(steps.iter().map(|s| s.checksum.as_str()).collect::<Vec<_>>())
+        .bind(
+            steps
+                .iter()
+                .map(|s| s.checksum.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(numbers(|s| s.rows)?)
         .bind(numbers(|s| s.millis)?)
         .execute(&mut *conn)

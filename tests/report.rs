@@ -96,7 +96,11 @@ async fn numbers_match_the_ledger(db: &TestDb, html: &str, run_id: i64) {
             &format!("SELECT {column}::text FROM load_runs WHERE id = {run_id}"),
         )
         .await;
-        assert_eq!(count_in(html, id), ledger, "#{id} against load_runs.{column}");
+        assert_eq!(
+            count_in(html, id),
+            ledger,
+            "#{id} against load_runs.{column}"
+        );
     }
     let status = db
         .scalar(&format!("SELECT status FROM load_runs WHERE id = {run_id}"))
@@ -104,14 +108,19 @@ async fn numbers_match_the_ledger(db: &TestDb, html: &str, run_id: i64) {
         .unwrap();
     assert_eq!(by_id(html, "run-status"), status);
     let rejects_of = |kind: &str| {
-        format!("SELECT count(*)::text FROM load_rejects WHERE run_id = {run_id} AND kind = '{kind}'")
+        format!(
+            "SELECT count(*)::text FROM load_rejects WHERE run_id = {run_id} AND kind = '{kind}'"
+        )
     };
     let rejected = number(db, &rejects_of("row")).await;
     let kinds: i64 = table_rows(html, "reject-kinds")
         .iter()
         .map(|row| cells(row)[1].replace(',', "").parse::<i64>().unwrap())
         .sum();
-    assert_eq!(kinds, rejected, "the rejects by reason add up to load_rejects");
+    assert_eq!(
+        kinds, rejected,
+        "the rejects by reason add up to load_rejects"
+    );
     assert_eq!(
         table_rows(html, "rejected-lines").len() as i64,
         rejected.min(100)
@@ -127,7 +136,10 @@ async fn numbers_match_the_ledger(db: &TestDb, html: &str, run_id: i64) {
     )
     .await;
     assert_eq!(
-        steps.iter().filter(|r| r.starts_with(" class=\"step\"")).count() as i64,
+        steps
+            .iter()
+            .filter(|r| r.starts_with(" class=\"step\""))
+            .count() as i64,
         recorded
     );
     let millis: i64 = number(
@@ -395,14 +407,20 @@ async fn the_report_of_the_sample_batch_shows_the_ledger() {
     let page = dir.path().join("report.html");
     let output = report_command(&db.url, &page).output().unwrap();
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("wrote the report"), "{}", text(&output));
+    assert!(
+        text(&output).contains("wrote the report"),
+        "{}",
+        text(&output)
+    );
 
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
     assert!(html.contains(
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'"
     ));
-    for forbidden in ["<script", "<link", "<img", "<iframe", "@import", "url(", "http://", "https://"] {
+    for forbidden in [
+        "<script", "<link", "<img", "<iframe", "@import", "url(", "http://", "https://",
+    ] {
         let outside_svg_namespace = html.replace("http://www.w3.org/2000/svg", "");
         assert!(
             !outside_svg_namespace.contains(forbidden),
@@ -415,16 +433,25 @@ async fn the_report_of_the_sample_batch_shows_the_ledger() {
     // The faulty cases are all there: every skipped file by name, the rejected lines.
     for skipped in ["ZEMPTY.csv", "ZHEADER.csv", "ZLATIN1.csv", "ZMISSING.csv"] {
         assert!(
-            table_rows(&dom, "skipped").iter().any(|r| r.contains(skipped)),
+            table_rows(&dom, "skipped")
+                .iter()
+                .any(|r| r.contains(skipped)),
             "{skipped} is not among the skipped files"
         );
     }
     assert!(table_rows(&dom, "rejected-lines")
         .iter()
         .all(|r| r.contains("ZBADROWS.csv:")));
-    assert!(dom.contains("No quality flags are recorded"), "quality section");
+    assert!(
+        dom.contains("No quality flags are recorded"),
+        "quality section"
+    );
     assert_eq!(table_rows(&dom, "history").len(), 2);
-    assert_eq!(dom.matches("<svg").count(), 5, "timeline, rejects, 3 history charts");
+    assert_eq!(
+        dom.matches("<svg").count(),
+        5,
+        "timeline, rejects, 3 history charts"
+    );
 
     // The first run, by number, and a role that may only read gets the same page.
     let name = url::Url::parse(&db.url).unwrap().path()[1..].to_string();
@@ -456,7 +483,11 @@ async fn the_report_of_the_sample_batch_shows_the_ledger() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(text(&output).contains("load_runs has no run 999"), "{}", text(&output));
+    assert!(
+        text(&output).contains("load_runs has no run 999"),
+        "{}",
+        text(&output)
+    );
 }
 
 #[tokio::test]
@@ -508,7 +539,9 @@ async fn hostile_names_and_lines_stay_text() {
     body.push_str("<script>alert(2)</script>,1,1,1,1,100,0\n");
     let batch = Batch::new(
         &[(file, &body)],
-        &format!("'{file}', '<svg onload=alert(3)>.csv', \"</script><script>alert(4)</script>.csv\""),
+        &format!(
+            "'{file}', '<svg onload=alert(3)>.csv', \"</script><script>alert(4)</script>.csv\""
+        ),
     );
     let report = db.load(&batch, Default::default()).await;
     assert!(report.summary.ok(), "{}", report.summary);
@@ -519,11 +552,23 @@ async fn hostile_names_and_lines_stay_text() {
     assert!(output.status.success(), "{}", text(&output));
     let html = entities_named(&std::fs::read_to_string(&page).unwrap());
     for payload in ["<img", "<script", "<svg onload", "</script>"] {
-        assert!(!html.contains(payload), "the page holds {payload} unescaped");
+        assert!(
+            !html.contains(payload),
+            "the page holds {payload} unescaped"
+        );
     }
-    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"), "the company shows as text");
-    assert!(html.contains("&lt;script&gt;alert(2)&lt;/script&gt;,1,1,1,1,100,0"), "the line shows as text");
-    assert!(html.contains("&lt;svg onload=alert(3)&gt;.csv"), "the skipped file shows as text");
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "the company shows as text"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(2)&lt;/script&gt;,1,1,1,1,100,0"),
+        "the line shows as text"
+    );
+    assert!(
+        html.contains("&lt;svg onload=alert(3)&gt;.csv"),
+        "the skipped file shows as text"
+    );
     let dom = open_in_browser(&page, "hostile");
     numbers_match_the_ledger(&db, &dom, report.summary.run_id.unwrap()).await;
     // No element came from a payload: the only <svg> elements are the report's charts, and
@@ -531,7 +576,8 @@ async fn hostile_names_and_lines_stay_text() {
     assert!(!dom.contains("<img") && !dom.contains("<script"), "{dom}");
     assert_eq!(
         dom.matches("<svg").count(),
-        dom.matches("<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart").count()
+        dom.matches("<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart")
+            .count()
     );
     assert!(dom.contains("&lt;img src=x onerror=alert(1)&gt;"));
     assert!(dom.contains("&lt;/script&gt;&lt;script&gt;alert(4)&lt;/script&gt;.csv"));
@@ -561,7 +607,10 @@ async fn quality_flags_are_shown_when_the_table_exists() {
     let db = TestDb::new().await;
     let batch = Batch::new(
         &[
-            ("ACME.csv", &csv(&[("2021-03-01", "10", "11"), ("2021-03-02", "11", "1100")])),
+            (
+                "ACME.csv",
+                &csv(&[("2021-03-01", "10", "11"), ("2021-03-02", "11", "1100")]),
+            ),
             ("<u>BOLD.csv", &csv(&[("2021-03-01", "5", "5")])),
         ],
         "ACME.csv, <u>BOLD.csv",

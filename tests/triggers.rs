@@ -292,11 +292,25 @@ async fn the_lambda_direct_mode_loads_the_batch_once_per_marker() {
     let notices = smtp.messages(&format!("{notify_name}_Pipeline_Success"));
     assert_eq!(notices.len(), 1);
     // The run's report is in the source bucket, and the notice says where.
-    let run_id = db.scalar("SELECT max(id)::text FROM load_runs").await.unwrap();
+    let run_id = db
+        .scalar("SELECT max(id)::text FROM load_runs")
+        .await
+        .unwrap();
     let key = format!("Output/reports/run-{run_id}.html");
-    let report = aws.s3.get_object().bucket(&bucket).key(&key).send().await.unwrap();
+    let report = aws
+        .s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(report.content_type(), Some("text/html; charset=utf-8"));
-    assert!(notices[0].contains(&format!("Report: s3://{bucket}/{key}")), "{}", notices[0]);
+    assert!(
+        notices[0].contains(&format!("Report: s3://{bucket}/{key}")),
+        "{}",
+        notices[0]
+    );
 }
 
 fn watch_args(monitored: &std::path::Path, batch: &Batch) -> Vec<String> {

@@ -257,7 +257,10 @@ fn load_command(s: &PipelineSettings) -> String {
     let binary = shell_word(&format!("s3://{bucket}/{}", s.binary_key));
     let source = shell_word(&format!("s3://{bucket}/{}", s.stocks_prefix));
     let companies = shell_word(&format!("s3://{bucket}/{}", s.companies_key));
-    let reports = shell_word(&format!("s3://{bucket}/{}", crate::plan::DEFAULT_REPORTS_PREFIX));
+    let reports = shell_word(&format!(
+        "s3://{bucket}/{}",
+        crate::plan::DEFAULT_REPORTS_PREFIX
+    ));
     let region = shell_word(&s.region);
     let user = percent_encode(&s.db_user);
     let db = percent_encode(&s.db_name);

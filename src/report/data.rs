@@ -207,18 +207,59 @@ macro_rules! from_row {
 }
 
 from_row!(Run {
-    id, status, source, companies_file, change_basis, started, finished, seconds, files_listed,
-    files_loaded, files_skipped, rows_read, rows_loaded, rows_rejected, error, scripts,
+    id,
+    status,
+    source,
+    companies_file,
+    change_basis,
+    started,
+    finished,
+    seconds,
+    files_listed,
+    files_loaded,
+    files_skipped,
+    rows_read,
+    rows_loaded,
+    rows_rejected,
+    error,
+    scripts,
     stockload_version
 });
-from_row!(Step { step, checksum, rows, millis });
+from_row!(Step {
+    step,
+    checksum,
+    rows,
+    millis
+});
 from_row!(RejectKind { kind, rows });
-from_row!(RejectedLine { file, line, reason, raw_text, cut });
+from_row!(RejectedLine {
+    file,
+    line,
+    reason,
+    raw_text,
+    cut
+});
 from_row!(SkippedFile { file, reason });
-from_row!(PastRun { id, status, rows_loaded, rows_rejected, seconds });
+from_row!(PastRun {
+    id,
+    status,
+    rows_loaded,
+    rows_rejected,
+    seconds
+});
 from_row!(Company { company_name, rows, first_date, last_date, run_from, run_rows; flags });
-from_row!(FlagCount { check_name, severity, rows });
-from_row!(Flag { company_name, stock_date, check_name, severity, detail });
+from_row!(FlagCount {
+    check_name,
+    severity,
+    rows
+});
+from_row!(Flag {
+    company_name,
+    stock_date,
+    check_name,
+    severity,
+    detail
+});
 
 fn failed(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     move |e| Error::database(format!("reading {what} for the report"), e)

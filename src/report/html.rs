@@ -25,6 +25,8 @@ struct Page<'a> {
     spark_rows: String,
     spark_seconds: String,
     spark_rejects: String,
+    /// Whether a run of the history failed (ringed in the charts).
+    history_has_failures: bool,
     /// Under each sparkline: this run's value and the largest.
     spark_notes: [String; 3],
     /// Time of the run outside its recorded steps (reading the index, staging, commit), ms.
@@ -53,7 +55,11 @@ impl Page<'_> {
 
 /// Seconds as a person reads them.
 fn duration(seconds: f64) -> String {
-    let seconds = if seconds.is_finite() { seconds.max(0.0) } else { 0.0 };
+    let seconds = if seconds.is_finite() {
+        seconds.max(0.0)
+    } else {
+        0.0
+    };
     if seconds < 10.0 {
         format!("{seconds:.2} s")
     } else if seconds < 120.0 {
@@ -131,11 +137,17 @@ pub fn render(data: &ReportData) -> Result<String> {
     let flags_total = quality
         .map(|q| q.by_check.iter().map(|c| c.rows).sum())
         .unwrap_or(0);
-    let series = |f: fn(&super::data::PastRun) -> f64| -> Vec<f64> {
-        data.history.iter().map(f).collect()
-    };
+    let series =
+        |f: fn(&super::data::PastRun) -> f64| -> Vec<f64> { data.history.iter().map(f).collect() };
+    let failed: Vec<usize> = data
+        .history
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status == "failed")
+        .map(|(i, _)| i)
+        .collect();
     let spark = |id, title, desc, values: Vec<f64>| {
-        svg::sparkline(&Chart { id, title, desc }, &values)
+        svg::sparkline(&Chart { id, title, desc }, &values, &failed)
     };
     let note = |values: Vec<f64>, show: &dyn Fn(f64) -> String| {
         let max = values.iter().copied().fold(0.0, f64::max);
@@ -148,9 +160,12 @@ pub fn render(data: &ReportData) -> Result<String> {
         note(series(|r| r.rows_rejected as f64), &svg::number),
     ];
     let page = Page {
+        history_has_failures: !failed.is_empty(),
         spark_notes,
         data,
-        made_at: chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        made_at: chrono::Utc::now()
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
         made_by: env!("CARGO_PKG_VERSION"),
         timeline,
         reject_chart,
@@ -158,19 +173,19 @@ pub fn render(data: &ReportData) -> Result<String> {
         spark_rows: spark(
             "spark-rows",
             "Rows loaded, last runs",
-            "Rows loaded by each of the last runs, oldest first.",
+            "Rows loaded by each of the last runs, oldest first; failed runs ringed.",
             series(|r| r.rows_loaded as f64),
         ),
         spark_seconds: spark(
             "spark-seconds",
             "Duration, last runs",
-            "Seconds each of the last runs took, oldest first.",
+            "Seconds each of the last runs took, oldest first; failed runs ringed.",
             series(|r| r.seconds),
         ),
         spark_rejects: spark(
             "spark-rejects",
             "Rows rejected, last runs",
-            "Rows rejected by each of the last runs, oldest first.",
+            "Rows rejected by each of the last runs, oldest first; failed runs ringed.",
             series(|r| r.rows_rejected as f64),
         ),
         outside_steps,

@@ -102,3 +102,47 @@ pub async fn write_after_run(
     tracing::info!(report = %location, bytes = size, "wrote the run report");
     Ok(location)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trailing_slash_or_an_existing_folder_means_one_file_per_run() {
+        let s3 = |key: &str| Location::S3 {
+            bucket: "b".into(),
+            key: key.into(),
+        };
+        assert_eq!(
+            ReportTo::parse("s3://b/Output/reports/")
+                .unwrap()
+                .for_run(7),
+            s3("Output/reports/run-7.html")
+        );
+        assert_eq!(
+            ReportTo::parse("s3://b").unwrap().for_run(7),
+            s3("run-7.html")
+        );
+        assert_eq!(
+            ReportTo::parse("s3://b/today.html").unwrap().for_run(7),
+            s3("today.html")
+        );
+        assert_eq!(
+            ReportTo::bucket_reports("b").for_run(12),
+            s3("Output/reports/run-12.html")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let existing = ReportTo::parse(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(
+            existing.for_run(3),
+            Location::Local(dir.path().join("run-3.html"))
+        );
+        let file = dir.path().join("report.html");
+        assert_eq!(
+            ReportTo::parse(file.to_str().unwrap()).unwrap().for_run(3),
+            Location::Local(file)
+        );
+        assert!(ReportTo::parse("s3://b/x/").unwrap().is_s3());
+        assert!(ReportTo::parse("").is_err());
+    }
+}

@@ -141,8 +141,9 @@ const SPARK_HEIGHT: f64 = 60.0;
 const SPARK_WIDTH: f64 = 240.0;
 
 /// A small line chart of `values` in order (oldest first), from 0 at the bottom to the largest
-/// value at the top; the last value is marked with a dot.
-pub fn sparkline(chart: &Chart, values: &[f64]) -> String {
+/// value at the top; the last value is marked with a dot, and the values at the positions in
+/// `marked` (failed runs) with a ring.
+pub fn sparkline(chart: &Chart, values: &[f64], marked: &[usize]) -> String {
     if values.is_empty() {
         return empty(chart, "chart spark");
     }
@@ -157,7 +158,11 @@ pub fn sparkline(chart: &Chart, values: &[f64]) -> String {
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let height = if max > 0.0 { clean(*v) / max * inner } else { 0.0 };
+            let height = if max > 0.0 {
+                clean(*v) / max * inner
+            } else {
+                0.0
+            };
             (pad + step * i as f64, pad + inner - height)
         })
         .collect();
@@ -183,6 +188,12 @@ pub fn sparkline(chart: &Chart, values: &[f64]) -> String {
             let _ = write!(svg, "{sep}{x:.1},{y:.1}");
         }
         svg.push_str("\"/>");
+    }
+    for (x, y) in marked.iter().filter_map(|&i| points.get(i)) {
+        let _ = write!(
+            svg,
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4.5\" class=\"marked\"/>"
+        );
     }
     if let Some((x, y)) = points.last() {
         let _ = write!(svg, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\"/>");
@@ -256,6 +267,7 @@ mod tests {
         svg.split(&format!("<{tag} "))
             .skip(1)
             .map(|element| {
+                let element = format!(" {element}");
                 let at = element.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
                 let rest = &element[at..];
                 rest[..rest.find('"').unwrap()].parse().unwrap()
@@ -264,7 +276,10 @@ mod tests {
     }
 
     fn well_formed(svg: &str) {
-        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
+        assert!(
+            svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+            "{svg}"
+        );
         assert!(svg.ends_with("</svg>"), "{svg}");
         assert_eq!(svg.matches("<svg").count(), 1);
         assert!(svg.contains("role=\"img\" aria-labelledby=\"c1-title c1-desc\""));
@@ -275,14 +290,20 @@ mod tests {
 
     #[test]
     fn bars_are_proportional_to_their_values() {
-        let svg = bars(&CHART, &[("bad date", 40.0), ("negative", 10.0), ("zero", 0.0)]);
+        let svg = bars(
+            &CHART,
+            &[("bad date", 40.0), ("negative", 10.0), ("zero", 0.0)],
+        );
         well_formed(&svg);
         let widths = attrs(&svg, "rect", "width");
         let span = WIDTH - LABEL_WIDTH - VALUE_WIDTH;
         assert_eq!(widths, [span, span / 4.0, 0.0]);
         let ys = attrs(&svg, "rect", "y");
         assert!(ys.windows(2).all(|w| w[1] - w[0] == ROW), "{ys:?}");
-        assert!(svg.contains(">bad date</text>") && svg.contains(">40</text>"), "{svg}");
+        assert!(
+            svg.contains(">bad date</text>") && svg.contains(">40</text>"),
+            "{svg}"
+        );
     }
 
     #[test]
@@ -294,7 +315,10 @@ mod tests {
         };
         let svg = bars(&hostile, &[("<img src=x onerror=alert(1)>", 1.0)]);
         assert!(!svg.contains("<script") && !svg.contains("<img"), "{svg}");
-        assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{svg}");
+        assert!(
+            svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{svg}"
+        );
         assert!(svg.contains("x&quot; onload=&quot;alert(2)"), "{svg}");
         assert!(svg.contains("&lt;img src=x onerror=alert(1)&gt;"), "{svg}");
         let long = "a".repeat(100);
@@ -306,11 +330,15 @@ mod tests {
     fn odd_numbers_draw_nothing_rather_than_break_the_chart() {
         let svg = bars(
             &CHART,
-            &[("nan", f64::NAN), ("neg", -5.0), ("inf", f64::INFINITY)],
+            &[("a", f64::NAN), ("b", -5.0), ("c", f64::INFINITY)],
         );
         well_formed(&svg);
         assert_eq!(attrs(&svg, "rect", "width"), [0.0, 0.0, 0.0]);
-        for chart in [bars(&CHART, &[]), sparkline(&CHART, &[]), timeline(&CHART, &[], 5.0)] {
+        for chart in [
+            bars(&CHART, &[]),
+            sparkline(&CHART, &[], &[]),
+            timeline(&CHART, &[], 5.0),
+        ] {
             well_formed(&chart);
             assert!(chart.contains("nothing to draw"), "{chart}");
         }
@@ -318,7 +346,7 @@ mod tests {
 
     #[test]
     fn sparkline_puts_the_largest_value_on_top_and_zero_at_the_bottom() {
-        let svg = sparkline(&CHART, &[0.0, 50.0, 100.0, 25.0]);
+        let svg = sparkline(&CHART, &[0.0, 50.0, 100.0, 25.0], &[]);
         well_formed(&svg);
         let polyline = svg.split("points=\"").nth(1).unwrap();
         let points: Vec<(f64, f64)> = polyline[..polyline.find('"').unwrap()]
@@ -329,14 +357,24 @@ mod tests {
             })
             .collect();
         assert_eq!(points.len(), 4);
-        assert!(points.windows(2).all(|w| w[1].0 > w[0].0), "x grows: {points:?}");
+        assert!(
+            points.windows(2).all(|w| w[1].0 > w[0].0),
+            "x grows: {points:?}"
+        );
         assert_eq!(points[0].1, SPARK_HEIGHT - 4.0, "0 at the bottom");
         assert_eq!(points[2].1, 4.0, "the largest at the top");
         assert_eq!(points[1].1, (points[0].1 + points[2].1) / 2.0);
         assert_eq!(attrs(&svg, "circle", "cx"), [points[3].0]);
+        // Marked values get a ring (a position past the end is ignored).
+        let svg = sparkline(&CHART, &[0.0, 50.0, 100.0, 25.0], &[1, 9]);
+        assert_eq!(attrs(&svg, "circle", "cx"), [points[1].0, points[3].0]);
+        assert_eq!(svg.matches("class=\"marked\"").count(), 1);
         // One value: a dot, no line.
-        let one = sparkline(&CHART, &[7.0]);
-        assert!(!one.contains("<polyline") && one.contains("<circle"), "{one}");
+        let one = sparkline(&CHART, &[7.0], &[]);
+        assert!(
+            !one.contains("<polyline") && one.contains("<circle"),
+            "{one}"
+        );
     }
 
     #[test]
@@ -348,7 +386,10 @@ mod tests {
         let widths = attrs(&svg, "rect", "width");
         assert_eq!(xs, [LABEL_WIDTH, LABEL_WIDTH + span / 8.0]);
         assert_eq!(widths, [span / 8.0, span * 3.0 / 8.0]);
-        assert!(svg.contains(">800 ms</text>"), "the axis ends at the run's time: {svg}");
+        assert!(
+            svg.contains(">800 ms</text>"),
+            "the axis ends at the run's time: {svg}"
+        );
         // Steps longer than the given total stretch the axis instead of overflowing it.
         let svg = timeline(&CHART, &[("a", 600.0), ("b", 600.0)], 1000.0);
         let ends: Vec<f64> = attrs(&svg, "rect", "x")

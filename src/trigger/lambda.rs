@@ -22,11 +22,11 @@ use crate::notify::{self, Target};
 use crate::pipeline::aws::{Activation, PipelineApi, SdkPipelines};
 use crate::pipeline::{self, DEFAULT_DEFINITION_KEY};
 use crate::plan::Plan;
-use crate::report::ReportTo;
 use crate::plan::{
     DEFAULT_COMPANIES_KEY, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_DB_NAME, DEFAULT_NOTIFY_NAME,
     DEFAULT_STOCKS_PREFIX, DEFAULT_WORK_MEM,
 };
+use crate::report::ReportTo;
 use crate::secret::Secret;
 use crate::storage::Location;
 
