@@ -22,9 +22,8 @@ struct Page<'a> {
     timeline: String,
     reject_chart: String,
     quality_chart: String,
-    spark_rows: String,
-    spark_seconds: String,
-    spark_rejects: String,
+    /// The history's sparklines: rows loaded, duration, rows rejected.
+    sparks: [String; 3],
     /// Whether a run of the history failed (ringed in the charts).
     history_has_failures: bool,
     /// Under each sparkline: this run's value and the largest.
@@ -70,11 +69,10 @@ fn duration(seconds: f64) -> String {
     }
 }
 
-/// Renders the report page of `data`.
-pub fn render(data: &ReportData) -> Result<String> {
-    let run = &data.run;
+/// The timeline of the run's steps, and the run's time outside them (ms).
+fn timeline_chart(data: &ReportData) -> (String, i64) {
     let step_millis: i64 = data.steps.iter().map(|s| s.millis).sum();
-    let run_millis = (run.seconds * 1000.0).round() as i64;
+    let run_millis = (data.run.seconds * 1000.0).round() as i64;
     let outside_steps = (run_millis - step_millis).max(0);
     let mut steps: Vec<(&str, f64)> = data
         .steps
@@ -84,61 +82,63 @@ pub fn render(data: &ReportData) -> Result<String> {
     if outside_steps > 0 {
         steps.push(("outside the steps", outside_steps as f64));
     }
-    let timeline = svg::timeline(
-        &Chart {
-            id: "timeline",
-            title: "Timeline of the run's steps",
-            desc: "Each step's time in milliseconds, one after the other; the same numbers are \
-                   in the table below.",
-        },
-        &steps,
-        run_millis as f64,
-    );
+    let chart = Chart {
+        id: "timeline",
+        title: "Timeline of the run's steps",
+        desc: "Each step's time in milliseconds, one after the other; the same numbers are in \
+               the table below.",
+    };
+    (
+        svg::timeline(&chart, &steps, run_millis as f64),
+        outside_steps,
+    )
+}
+
+/// The bars of the rejects by reason.
+fn reject_chart(data: &ReportData) -> String {
     let kinds: Vec<(&str, f64)> = data
         .reject_kinds
         .iter()
         .map(|k| (k.kind.as_str(), k.rows as f64))
         .collect();
-    let reject_chart = svg::bars(
-        &Chart {
-            id: "rejects",
-            title: "Rejected rows by reason",
-            desc: "Rows rejected for each kind of reason; the same numbers are in the table \
-                   beside it.",
-        },
-        &kinds,
-    );
-    let quality = data.quality.as_ref();
-    let flag_labels: Vec<String> = quality
-        .map(|q| {
-            q.by_check
-                .iter()
-                .map(|c| format!("{} ({})", c.check_name, c.severity))
-                .collect()
-        })
+    let chart = Chart {
+        id: "rejects",
+        title: "Rejected rows by reason",
+        desc: "Rows rejected for each kind of reason; the same numbers are in the table below.",
+    };
+    svg::bars(&chart, &kinds)
+}
+
+/// The bars of the quality flags by check, and the run's flags in all.
+fn quality_chart(data: &ReportData) -> (String, i64) {
+    let by_check = data
+        .quality
+        .as_ref()
+        .map(|q| q.by_check.as_slice())
         .unwrap_or_default();
-    let flag_bars: Vec<(&str, f64)> = quality
-        .map(|q| {
-            q.by_check
-                .iter()
-                .zip(&flag_labels)
-                .map(|(c, label)| (label.as_str(), c.rows as f64))
-                .collect()
-        })
-        .unwrap_or_default();
-    let quality_chart = svg::bars(
-        &Chart {
-            id: "quality",
-            title: "Quality flags by check",
-            desc: "Rows flagged by each check; the same numbers are in the table beside it.",
-        },
-        &flag_bars,
-    );
-    let flags_total = quality
-        .map(|q| q.by_check.iter().map(|c| c.rows).sum())
-        .unwrap_or(0);
-    let series =
-        |f: fn(&super::data::PastRun) -> f64| -> Vec<f64> { data.history.iter().map(f).collect() };
+    let labels: Vec<String> = by_check
+        .iter()
+        .map(|c| format!("{} ({})", c.check_name, c.severity))
+        .collect();
+    let bars: Vec<(&str, f64)> = labels
+        .iter()
+        .zip(by_check)
+        .map(|(label, c)| (label.as_str(), c.rows as f64))
+        .collect();
+    let chart = Chart {
+        id: "quality",
+        title: "Quality flags by check",
+        desc: "Rows flagged by each check; the same numbers are in the table below.",
+    };
+    (
+        svg::bars(&chart, &bars),
+        by_check.iter().map(|c| c.rows).sum(),
+    )
+}
+
+/// The history's sparklines (rows loaded, duration, rows rejected), the note under each, and
+/// whether a run of the history failed (ringed).
+fn history_charts(data: &ReportData) -> ([String; 3], [String; 3], bool) {
     let failed: Vec<usize> = data
         .history
         .iter()
@@ -146,48 +146,65 @@ pub fn render(data: &ReportData) -> Result<String> {
         .filter(|(_, r)| r.status == "failed")
         .map(|(i, _)| i)
         .collect();
-    let spark = |id, title, desc, values: Vec<f64>| {
-        svg::sparkline(&Chart { id, title, desc }, &values, &failed)
+    let series =
+        |f: fn(&super::data::PastRun) -> f64| -> Vec<f64> { data.history.iter().map(f).collect() };
+    let rows = series(|r| r.rows_loaded as f64);
+    let seconds = series(|r| r.seconds);
+    let rejects = series(|r| r.rows_rejected as f64);
+    let spark = |id, title, desc, values: &[f64]| {
+        svg::sparkline(&Chart { id, title, desc }, values, &failed)
     };
-    let note = |values: Vec<f64>, show: &dyn Fn(f64) -> String| {
+    let note = |values: &[f64], show: &dyn Fn(f64) -> String| {
         let max = values.iter().copied().fold(0.0, f64::max);
         let last = values.last().copied().unwrap_or(0.0);
         format!("this run {}, largest {}", show(last), show(max))
     };
-    let spark_notes = [
-        note(series(|r| r.rows_loaded as f64), &svg::number),
-        note(series(|r| r.seconds), &duration),
-        note(series(|r| r.rows_rejected as f64), &svg::number),
+    let sparks = [
+        spark(
+            "spark-rows",
+            "Rows loaded, last runs",
+            "Rows loaded by each of the last runs, oldest first; failed runs ringed.",
+            &rows,
+        ),
+        spark(
+            "spark-seconds",
+            "Duration, last runs",
+            "Seconds each of the last runs took, oldest first; failed runs ringed.",
+            &seconds,
+        ),
+        spark(
+            "spark-rejects",
+            "Rows rejected, last runs",
+            "Rows rejected by each of the last runs, oldest first; failed runs ringed.",
+            &rejects,
+        ),
     ];
+    let notes = [
+        note(&rows, &svg::number),
+        note(&seconds, &duration),
+        note(&rejects, &svg::number),
+    ];
+    (sparks, notes, !failed.is_empty())
+}
+
+/// Renders the report page of `data`.
+pub fn render(data: &ReportData) -> Result<String> {
+    let run = &data.run;
+    let (timeline, outside_steps) = timeline_chart(data);
+    let (quality_chart, flags_total) = quality_chart(data);
+    let (sparks, spark_notes, history_has_failures) = history_charts(data);
     let page = Page {
-        history_has_failures: !failed.is_empty(),
-        spark_notes,
         data,
         made_at: chrono::Utc::now()
             .format("%Y-%m-%d %H:%M:%S UTC")
             .to_string(),
         made_by: env!("CARGO_PKG_VERSION"),
         timeline,
-        reject_chart,
+        reject_chart: reject_chart(data),
         quality_chart,
-        spark_rows: spark(
-            "spark-rows",
-            "Rows loaded, last runs",
-            "Rows loaded by each of the last runs, oldest first; failed runs ringed.",
-            series(|r| r.rows_loaded as f64),
-        ),
-        spark_seconds: spark(
-            "spark-seconds",
-            "Duration, last runs",
-            "Seconds each of the last runs took, oldest first; failed runs ringed.",
-            series(|r| r.seconds),
-        ),
-        spark_rejects: spark(
-            "spark-rejects",
-            "Rows rejected, last runs",
-            "Rows rejected by each of the last runs, oldest first; failed runs ringed.",
-            series(|r| r.rows_rejected as f64),
-        ),
+        sparks,
+        spark_notes,
+        history_has_failures,
         outside_steps,
         rows_per_second: if run.seconds > 0.0 {
             svg::number((run.rows_read as f64 / run.seconds).round())
@@ -195,7 +212,9 @@ pub fn render(data: &ReportData) -> Result<String> {
             "–".into()
         },
         rejected_not_shown: (run.rows_rejected - data.rejected_lines.len() as i64).max(0),
-        flagged_not_shown: quality
+        flagged_not_shown: data
+            .quality
+            .as_ref()
             .map(|q| (flags_total - q.rows.len() as i64).max(0))
             .unwrap_or(0),
         flags_total,
