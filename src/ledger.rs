@@ -80,7 +80,10 @@ pub async fn record_failure(db: &Db, summary: &Summary) -> Option<i64> {
             .fetch_one(&mut conn)
             .await
             .map_err(|e| Error::database("recording the failed run", e))?;
-        record_steps(&mut conn, row.get(0), summary).await?;
+        // The failed run's row is in; its steps are extra, and failing to record them is only told.
+        if let Err(err) = record_steps(&mut conn, row.get(0), summary).await {
+            tracing::warn!("could not record the failed run's steps: {err}");
+        }
         Ok::<i64, Error>(row.get(0))
     };
     match attempt.await {
