@@ -26,6 +26,7 @@ use crate::plan::{
     DEFAULT_COMPANIES_KEY, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_DB_NAME, DEFAULT_DB_PORT,
     DEFAULT_NOTIFY_NAME, DEFAULT_STOCKS_PREFIX, DEFAULT_WORK_MEM,
 };
+use crate::report::ReportTo;
 use crate::secret::Secret;
 use crate::storage::Location;
 
@@ -233,7 +234,8 @@ async fn run_direct(aws: &Aws, config: &LambdaConfig, marker: &S3Marker) -> Resu
         Some(aws.clone()),
         config.targets.clone(),
         config.notify_name.clone(),
-    );
+    )
+    .with_report(Some(ReportTo::bucket_reports(bucket)));
     let report = ctx.run(&plan, &ProgressBar::hidden()).await;
     let summary = &report.summary;
     Ok(match summary.status {
