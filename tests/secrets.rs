@@ -311,6 +311,7 @@ fn other_runs(p: &Planted) -> Vec<Run> {
         Run::new("sql (list)", &["sql"], p),
         Run::new("sql (one script)", &["sql", "insert_query.sql"], p),
         Run::new("export", &["export", "--to", &export], p),
+        Run::new("report", &["report", "--to", &p.path("report.html")], p),
         Run::new(
             "pipeline definition",
             &["pipeline", "definition", "--config", &config],
@@ -438,11 +439,12 @@ async fn a_planted_password_appears_in_no_output_log_notice_or_ledger_row() {
     // The searched output held the trace-level logs, not only the summaries.
     assert!(trace_lines > 100, "only {trace_lines} TRACE lines");
 
-    // The ledger, and what export and sample wrote.
+    // The ledger, and what export, report and sample wrote.
     let secrets = planted.secrets();
     let mut conn = planted.db.conn().await;
     let ledger: Vec<(String,)> = sqlx::query_as(
-        "SELECT (r.*)::text FROM load_runs AS r UNION ALL SELECT (j.*)::text FROM load_rejects AS j",
+        "SELECT (r.*)::text FROM load_runs AS r UNION ALL SELECT (j.*)::text FROM load_rejects AS j \
+         UNION ALL SELECT (s.*)::text FROM load_run_steps AS s",
     )
     .fetch_all(&mut conn)
     .await
