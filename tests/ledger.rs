@@ -87,6 +87,22 @@ async fn a_failed_run_records_what_it_read_zero_loaded_and_its_real_duration() {
     }
 }
 
+/// Waits until a run has opened its row and not closed it (a first load waiting, in its short
+/// tries, for the lock an open reader keeps it from).
+async fn a_run_is_running(db: &TestDb) {
+    wait_until(
+        "a load to open its row and wait for its lock",
+        Duration::from_secs(60),
+        || async {
+            db.scalar("SELECT count(*)::text FROM load_runs WHERE status = 'running'")
+                .await
+                .as_deref()
+                == Some("1")
+        },
+    )
+    .await;
+}
+
 /// A load killed with SIGKILL while inside its transaction leaves a `running` row; the next run
 /// finds its session gone, closes it as abandoned (0 loaded, why) and sends a failure notice.
 #[tokio::test]
@@ -107,17 +123,7 @@ async fn a_killed_run_is_closed_as_abandoned_by_the_next_run_with_a_notice() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until(
-        "the load to open its row and wait for its lock",
-        Duration::from_secs(60),
-        || async {
-            db.scalar("SELECT count(*)::text FROM load_runs WHERE status = 'running'")
-                .await
-                .as_deref()
-                == Some("1")
-        },
-    )
-    .await;
+    a_run_is_running(&db).await;
     let pid = db
         .scalar("SELECT backend_pid::text FROM load_runs WHERE status = 'running'")
         .await
@@ -227,17 +233,7 @@ async fn a_first_load_behind_a_long_reader_lets_later_readers_through() {
         async move { db.load_plan(plan).await }
     };
     let readers = async {
-        wait_until(
-            "the load to wait for its lock",
-            Duration::from_secs(60),
-            || async {
-                db.scalar("SELECT count(*)::text FROM load_runs WHERE status = 'running'")
-                    .await
-                    .as_deref()
-                    == Some("1")
-            },
-        )
-        .await;
+        a_run_is_running(&db).await;
         let mut late = db.conn().await;
         for attempt in 0..10 {
             // Without the short tries this waits until the long reader ends: never, here.
