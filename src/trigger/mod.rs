@@ -12,6 +12,8 @@
 //! the same marker (same ETag); write each batch's marker under a new key (a dated folder) or with
 //! different content to load again.
 
+#[cfg(feature = "aws")]
+pub mod auto;
 pub mod backoff;
 #[cfg(feature = "aws")]
 pub mod lambda;
