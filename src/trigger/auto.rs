@@ -286,9 +286,11 @@ impl Decision {
     /// estimated 17 s (fits …)" or "7,192 files, 983 MB: handed to queue …, estimated 2 min on
     /// the loader (…)".
     pub fn describe(&self, handoff: Option<&Handoff>) -> String {
+        let files = self.batch.files;
         let size = format!(
-            "{} files, {}",
-            thousands(self.batch.files),
+            "{} file{}, {}",
+            thousands(files),
+            if files == 1 { "" } else { "s" },
             bytes(self.batch.bytes)
         );
         let missing = self.batch.entries - self.batch.files;
@@ -391,7 +393,12 @@ pub fn handoff_event(marker: &S3Marker, region: &str, note: &str) -> serde_json:
 }
 
 /// Sends the hand-off event for `marker` to the queue; returns the message id.
-pub async fn send_to_queue(aws: &Aws, queue_url: &str, marker: &S3Marker, note: &str) -> Result<String> {
+pub async fn send_to_queue(
+    aws: &Aws,
+    queue_url: &str,
+    marker: &S3Marker,
+    note: &str,
+) -> Result<String> {
     let region = aws
         .config
         .region()
@@ -497,7 +504,10 @@ mod tests {
              estimated 2 min on the loader (more than half of the 60 s the function has left)"
         );
         // With the full 15 minutes it fits.
-        assert_eq!(decide(decision.batch, limits(900, 1024)).choice, Choice::Direct);
+        assert_eq!(
+            decide(decision.batch, limits(900, 1024)).choice,
+            Choice::Direct
+        );
     }
 
     #[test]
@@ -507,7 +517,10 @@ mod tests {
         let decision = decide(big.clone(), limits(900, 2048));
         assert_eq!(decision.choice, Choice::Handoff);
         assert!(decision.why.contains("MiB"), "{}", decision.why);
-        assert_eq!(decide(big.clone(), limits(900, 8192)).choice, Choice::Direct);
+        assert_eq!(
+            decide(big.clone(), limits(900, 8192)).choice,
+            Choice::Direct
+        );
         // The override wins over the estimate, both ways.
         let mut over = limits(900, 8192);
         over.direct_max_bytes = Some(100);

@@ -169,9 +169,9 @@ fn auto_settings(
     let number = |name: &str| {
         get(name)
             .map(|v| {
-                v.trim().parse::<u64>().map_err(|_| {
-                    Error::Config(format!("{name} is {v:?}: expected a whole number"))
-                })
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| Error::Config(format!("{name} is {v:?}: expected a whole number")))
             })
             .transpose()
     };
