@@ -403,7 +403,9 @@ async fn a_hand_off_that_cannot_be_sent_fails_the_invocation_with_a_notice_and_l
         ("STOCKLOAD_MODE", "auto"),
         ("STOCKLOAD_SOURCE_BUCKET", &bucket),
         ("STOCKLOAD_HANDOFF", &handoff),
-        ("STOCKLOAD_DIRECT_MAX_BYTES", "1"),
+        // No byte override: the estimate decides. Its peak (32 MiB measured) is more than half
+        // of a 40 MiB function.
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "40"),
         ("DATABASE_URL", &db.url),
         ("STOCKLOAD_NOTIFY", &notify),
         ("STOCKLOAD_NOTIFY_NAME", &name),
@@ -419,7 +421,9 @@ async fn a_hand_off_that_cannot_be_sent_fails_the_invocation_with_a_notice_and_l
         let notices: Vec<String> = smtp.messages(&failure).iter().map(|m| decoded(m)).collect();
         assert_eq!(notices.len(), tries, "{notices:?}");
         assert!(
-            notices[0].contains("handing off marker") && notices[0].contains("SendMessage"),
+            notices[0].contains("handing off marker")
+                && notices[0].contains("more than half of the function's 40 MiB")
+                && notices[0].contains("SendMessage"),
             "{}",
             notices[0]
         );

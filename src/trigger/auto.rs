@@ -184,12 +184,18 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The time left until `deadline` (now, for a deadline already past).
+    /// The time left until `deadline`. A deadline already past is not one an invocation can
+    /// have (it would have been stopped): it is taken as unknown, and logged. (Lambda sends epoch
+    /// milliseconds; cargo-lambda's emulator sends its timeout, 600000, which reads as 1970.)
     pub fn until(mut self, deadline: Option<SystemTime>) -> Limits {
-        self.remaining = deadline.map(|deadline| {
-            deadline
-                .duration_since(SystemTime::now())
-                .unwrap_or_default()
+        self.remaining = deadline.and_then(|deadline| {
+            let left = deadline.duration_since(SystemTime::now()).ok();
+            if left.is_none() {
+                tracing::warn!(
+                    "the invocation's deadline is already past; assuming Lambda's {LAMBDA_MAX_SECS} s"
+                );
+            }
+            left
         });
         self
     }
@@ -318,7 +324,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -566,7 +572,7 @@ mod tests {
         };
         let event = handoff_event(&marker, "eu-west-1", "1 files, 10 bytes: handed to …");
         let seen = super::super::markers_in_json(&event);
-        assert_eq!(seen, [marker.clone()]);
+        assert_eq!(seen, std::slice::from_ref(&marker));
         assert_eq!(seen[0].id(), marker.id());
         // The SDK's event type reads it too (the Lambda's own parser).
         let typed: aws_lambda_events::event::s3::S3Event =

@@ -584,4 +584,57 @@ mod tests {
         let err = LambdaConfig::from_vars(vars(&[])).unwrap_err().to_string();
         assert!(err.contains("STOCKLOAD_SOURCE_BUCKET"), "{err}");
     }
+
+    #[test]
+    fn auto_mode_needs_a_database_and_a_hand_off() {
+        let vars = |pairs: Vec<(&'static str, &'static str)>| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let base = vec![
+            ("STOCKLOAD_MODE", "auto"),
+            ("STOCKLOAD_SOURCE_BUCKET", "s"),
+            ("DATABASE_URL", "postgres://h/db"),
+        ];
+        let err = LambdaConfig::from_vars(vars(base.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("STOCKLOAD_HANDOFF"), "{err}");
+        let mut full = base.clone();
+        full.extend([
+            (
+                "STOCKLOAD_HANDOFF",
+                "sqs:https://sqs.us-east-1.amazonaws.com/1/q",
+            ),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"),
+            ("STOCKLOAD_DIRECT_MAX_BYTES", "500000000"),
+        ]);
+        let config = LambdaConfig::from_vars(vars(full.clone())).unwrap();
+        assert_eq!(config.mode, Mode::Auto);
+        assert_eq!(
+            config.handoff,
+            Some(Handoff::Queue(
+                "https://sqs.us-east-1.amazonaws.com/1/q".into()
+            ))
+        );
+        assert_eq!(config.limits.memory_mib, Some(1024));
+        assert_eq!(config.limits.direct_max_bytes, Some(500_000_000));
+        full.retain(|(k, _)| *k != "STOCKLOAD_DIRECT_MAX_BYTES");
+        full.push(("STOCKLOAD_DIRECT_MAX_BYTES", "5 GB"));
+        let err = LambdaConfig::from_vars(vars(full)).unwrap_err().to_string();
+        assert!(
+            err.contains("STOCKLOAD_DIRECT_MAX_BYTES is \"5 GB\""),
+            "{err}"
+        );
+        let mut no_db = base;
+        no_db.retain(|(k, _)| *k != "DATABASE_URL");
+        let err = LambdaConfig::from_vars(vars(no_db))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auto mode needs DATABASE_URL"), "{err}");
+    }
 }
