@@ -2,7 +2,8 @@
 //! On an S3 event naming a `.SUCCESS` marker, either (re)create and activate the AWS Data Pipeline
 //! from the definition in the source bucket (pipeline mode, `crate::pipeline::aws::start`), or
 //! run the load itself (direct mode, for accounts that cannot use Data Pipeline, through
-//! [`Context::run`]). Configured from environment variables (see [`LambdaConfig::from_vars`]).
+//! [`Context::run`]), or size the batch and do one or hand it to a long-running loader (auto
+//! mode, [`super::auto`]). Configured from environment variables (see [`LambdaConfig::from_vars`]).
 //!
 //! Pipeline mode finishes what it starts (see [`crate::pipeline::aws`]): a retry of the same event
 //! after a failure at any step resumes the marker's pipeline; while the previous marker's pipeline
@@ -94,7 +95,8 @@ impl LambdaConfig {
     /// STOCKLOAD_MODE (pipeline|direct), STOCKLOAD_SOURCE_BUCKET, STOCKLOAD_PIPELINE_NAME,
     /// STOCKLOAD_DEFINITION_KEY, STOCKLOAD_STOCKS_PREFIX, STOCKLOAD_COMPANIES_KEY,
     /// STOCKLOAD_NOTIFY, STOCKLOAD_NOTIFY_NAME, and DATABASE_URL or STOCKLOAD_DB_HOST,
-    /// STOCKLOAD_DB_PORT, STOCKLOAD_DB_NAME, STOCKLOAD_DB_SECRET_ARN.
+    /// STOCKLOAD_DB_PORT, STOCKLOAD_DB_NAME, STOCKLOAD_DB_SECRET_ARN; for auto mode
+    /// STOCKLOAD_HANDOFF, STOCKLOAD_DIRECT_MAX_BYTES and AWS_LAMBDA_FUNCTION_MEMORY_SIZE.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<LambdaConfig> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let required = |name: &str| {
