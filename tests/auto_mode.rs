@@ -446,3 +446,75 @@ async fn a_hand_off_that_cannot_be_sent_fails_the_invocation_with_a_notice_and_l
         .messages(&format!("{name}_Pipeline_Handoff"))
         .is_empty());
 }
+
+#[tokio::test]
+async fn auto_mode_hands_a_big_batch_to_data_pipeline_where_configured() {
+    use stockload::trigger::auto::Handoff;
+    use stockload::trigger::lambda::{handle, LambdaConfig, Mode};
+    let aws = aws().await;
+    let bucket = unique_bucket("auto-pipeline");
+    let name = unique_bucket("auto-pipeline");
+    aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    put(&aws, &bucket, "Stocks/ACME.csv", &company(5, 10.0)).await;
+    put(
+        &aws,
+        &bucket,
+        "CompanyNames/top_companies.txt",
+        "'ACME.csv'",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("pipeline.json");
+    let json = serde_json::json!({
+        "pipeline_name": name, "source_bucket": bucket, "ami_id": "ami-0123456789abcdef0",
+        "security_group_ids": ["sg-0123456789abcdef0"], "subnet_id": "subnet-0123456789abcdef0",
+        "rds_instance_id": "stocks-db", "rds_endpoint": "stocks-db.abc.us-east-1.rds.amazonaws.com",
+        "db_user": "loader", "topic_arn": "arn:aws:sns:us-east-1:123456789012:stock-runs",
+        "notify_name": "Ada_Lovelace"
+    });
+    std::fs::write(&settings, json.to_string()).unwrap();
+    let upload = moto_env(&mut stockload())
+        .args(["pipeline", "definition", "--upload", "--config"])
+        .arg(&settings)
+        .output()
+        .unwrap();
+    assert!(upload.status.success(), "{}", text(&upload));
+    let db = TestDb::new().await;
+    let config = LambdaConfig::from_vars(|var| match var {
+        "STOCKLOAD_MODE" => Some("auto".into()),
+        "STOCKLOAD_SOURCE_BUCKET" => Some(bucket.clone()),
+        "STOCKLOAD_PIPELINE_NAME" => Some(name.clone()),
+        "STOCKLOAD_HANDOFF" => Some("pipeline".into()),
+        "STOCKLOAD_DIRECT_MAX_BYTES" => Some("10".into()),
+        "DATABASE_URL" => Some(db.url.clone()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(
+        (config.mode, config.handoff.clone()),
+        (Mode::Auto, Some(Handoff::Pipeline))
+    );
+    let event: aws_lambda_events::event::s3::S3Event =
+        serde_json::from_value(s3_event(&bucket, "big/.SUCCESS", "0b0b")).unwrap();
+    let done = handle(&aws, &config, &event).await.unwrap();
+    assert!(done[0].contains("handed to Data Pipeline"), "{done:?}");
+    let listed = aws.datapipeline().list_pipelines().send().await.unwrap();
+    let ours = listed
+        .pipeline_id_list()
+        .iter()
+        .filter(|p| p.name() == Some(name.as_str()))
+        .count();
+    assert_eq!(ours, 1);
+    // A duplicate event: not started twice, nothing loaded here.
+    let again = handle(&aws, &config, &event).await.unwrap();
+    assert!(
+        again[0].contains("already handed to Data Pipeline"),
+        "{again:?}"
+    );
+    assert!(db.rows().await.is_empty());
+    assert_eq!(
+        db.scalar("SELECT string_agg(choice || ' ' || handed_to || ' ' || sent, ',') FROM marker_decisions")
+            .await,
+        Some("handoff Data Pipeline true".into())
+    );
+}
