@@ -5,6 +5,7 @@
 -- kill -9, a lost connection, a machine gone; found and closed by the next run).
 ALTER TABLE load_runs ADD COLUMN IF NOT EXISTS backend_pid integer;
 ALTER TABLE load_runs ADD COLUMN IF NOT EXISTS backend_started timestamptz;
+ALTER TABLE load_runs ADD COLUMN IF NOT EXISTS opened_at timestamptz;
 ALTER TABLE load_runs DROP CONSTRAINT IF EXISTS load_runs_status_check;
 ALTER TABLE load_runs ADD CONSTRAINT load_runs_status_check
     CHECK (status IN ('running', 'succeeded', 'failed', 'abandoned'));
@@ -18,6 +19,11 @@ COMMENT ON COLUMN load_runs.backend_pid IS
 COMMENT ON COLUMN load_runs.backend_started IS
     'When that session started (pg_stat_activity.backend_start), so a reused process id is not taken '
     'for the run''s session.';
+COMMENT ON COLUMN load_runs.started_at IS
+    'When the run started (before it waited for other runs to finish: see opened_at).';
+COMMENT ON COLUMN load_runs.opened_at IS
+    'When the run had its turn (the load lock) and opened this row; opened_at - started_at is the '
+    'time it waited for other runs.';
 COMMENT ON COLUMN load_runs.finished_at IS
     'When the run ended; NULL while running, and for an abandoned run (when it died is not known).';
 COMMENT ON COLUMN load_runs.rows_read IS

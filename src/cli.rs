@@ -155,6 +155,10 @@ pub struct RunArgs {
     /// Run the transform scripts from this folder instead of the embedded ones (to try a change).
     #[arg(long, value_name = "DIR")]
     pub sql_dir: Option<PathBuf>,
+    /// Seconds a load waits for its strong locks (a first load's key drop) behind open readers,
+    /// in short tries that let other readers through in between, before it fails naming them.
+    #[arg(long, default_value_t = crate::plan::DEFAULT_LOCK_WAIT_SECS, value_name = "SECS")]
+    pub lock_wait: u64,
     /// Database connection.
     #[command(flatten)]
     pub db: DbArgs,

@@ -13,6 +13,19 @@ use crate::notify::{self, Notice, Target};
 use crate::plan::Plan;
 use crate::storage::Storage;
 
+/// Who hears of a give-up: the notification targets, the notices' subject prefix (`NAME` in
+/// `NAME_Pipeline_Failure`), and AWS for SNS topics. Built by [`Context::recipients`] and by the
+/// Lambda from its configuration.
+#[derive(Clone, Copy)]
+pub struct Recipients<'a> {
+    /// Notification targets.
+    pub targets: &'a [Target],
+    /// Subject prefix.
+    pub notify_name: &'a str,
+    /// AWS clients (SNS), when configured.
+    pub aws: Option<&'a Aws>,
+}
+
 /// Shared run settings.
 #[derive(Clone)]
 pub struct Context {
@@ -54,6 +67,15 @@ impl Context {
             notify::send_all(&self.targets, &notice, self.aws.as_ref()).await;
         }
         report
+    }
+
+    /// Who hears of this context's give-ups ([`crate::trigger::give_up`]).
+    pub fn recipients(&self) -> Recipients<'_> {
+        Recipients {
+            targets: &self.targets,
+            notify_name: &self.notify_name,
+            aws: self.aws.as_ref(),
+        }
     }
 
     /// Sends the failure notice of a run that could not start.

@@ -113,6 +113,20 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// A strong lock the load needs was held by other sessions for longer than `--lock-wait`.
+    #[error(
+        "{script} could not take its lock on historical_stocks_data within {waited_secs:.0}s \
+         (--lock-wait): held by {holders}; nothing was loaded (end those transactions, or run \
+         again later)"
+    )]
+    LockWait {
+        /// The script that needed the lock.
+        script: String,
+        /// How long it was tried.
+        waited_secs: f64,
+        /// The sessions holding locks on historical_stocks_data, described.
+        holders: String,
+    },
     /// The batch had more rejected rows than `--max-reject-ratio` allows.
     #[error(
         "too many rejected rows: {rejected} of {read} rows ({percent:.1}%) were rejected, \

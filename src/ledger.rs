@@ -35,6 +35,16 @@ pub async fn start_run(conn: &mut PgConnection, plan: &Plan, started_at: &str) -
     Ok(row.get(0))
 }
 
+/// Takes the run's row in the load's transaction (`sql/ledger/take_run.sql` says why).
+pub async fn take_run(tx: &mut PgConnection, run_id: i64) -> Result<()> {
+    sqlx::query(include_str!("../sql/ledger/take_run.sql"))
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::database("taking the run's row in load_runs", e))
+}
+
 /// A run that died without a word, found and closed as abandoned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Abandoned {
@@ -51,16 +61,16 @@ impl std::fmt::Display for Abandoned {
         write!(
             f,
             "run {} (started {}) died without a word: its database session (process {}) is gone; \
-             it loaded nothing and is now recorded as abandoned",
+             it loaded nothing",
             self.run_id, self.started_at, self.backend_pid
         )
     }
 }
 
-/// The ids of runs the ledger shows as running whose ledger session is gone. Reads only (`stats`
-/// uses it too); see [`close_abandoned`].
-pub async fn find_abandoned(conn: &mut PgConnection) -> Result<Vec<i64>> {
-    let running: Vec<(i64, Option<i32>, Option<String>)> =
+/// The runs the ledger shows as running whose ledger session is gone. Reads only (`stats` may
+/// use it too); see [`close_abandoned`].
+pub async fn find_abandoned(conn: &mut PgConnection) -> Result<Vec<Abandoned>> {
+    let running: Vec<(i64, String, Option<i32>, Option<String>)> =
         sqlx::query_as(include_str!("../sql/ledger/running_runs.sql"))
             .fetch_all(&mut *conn)
             .await
@@ -81,8 +91,12 @@ pub async fn find_abandoned(conn: &mut PgConnection) -> Result<Vec<i64>> {
     };
     Ok(running
         .into_iter()
-        .filter(|(_, pid, started)| !pid.is_some_and(|pid| alive(pid, started)))
-        .map(|(id, _, _)| id)
+        .filter(|(_, _, pid, started)| !pid.is_some_and(|pid| alive(pid, started)))
+        .map(|(run_id, started_at, pid, _)| Abandoned {
+            run_id,
+            started_at,
+            backend_pid: pid.unwrap_or(0),
+        })
         .collect())
 }
 
@@ -90,24 +104,20 @@ pub async fn find_abandoned(conn: &mut PgConnection) -> Result<Vec<i64>> {
 /// lock (no other run is between its start and its end then, except one waiting to record its
 /// failure, whose session is still open).
 pub async fn close_abandoned(conn: &mut PgConnection, found_by: &str) -> Result<Vec<Abandoned>> {
-    let ids = find_abandoned(conn).await?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
+    let dead = find_abandoned(conn).await?;
+    if dead.is_empty() {
+        return Ok(dead);
     }
-    let rows: Vec<(i64, String, i32)> =
-        sqlx::query_as(include_str!("../sql/ledger/close_abandoned.sql"))
-            .bind(&ids)
-            .bind(found_by)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| Error::database("closing abandoned runs in load_runs", e))?;
-    let found: Vec<Abandoned> = rows
+    let ids: Vec<i64> = dead.iter().map(|run| run.run_id).collect();
+    let closed: Vec<i64> = sqlx::query_scalar(include_str!("../sql/ledger/close_abandoned.sql"))
+        .bind(&ids)
+        .bind(found_by)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| Error::database("closing abandoned runs in load_runs", e))?;
+    let found: Vec<Abandoned> = dead
         .into_iter()
-        .map(|(run_id, started_at, backend_pid)| Abandoned {
-            run_id,
-            started_at,
-            backend_pid,
-        })
+        .filter(|run| closed.contains(&run.run_id))
         .collect();
     for run in &found {
         tracing::warn!("{run}");
@@ -243,10 +253,10 @@ pub async fn claim_marker(conn: &mut PgConnection, marker: &str, run_id: i64) ->
 }
 
 /// Which of `markers` committed runs already loaded: one connection and one query for a whole
-/// poll, however many markers a folder or bucket has accumulated.
+/// poll, however many markers a folder or bucket has accumulated. Reads only: the schema is
+/// migrated once when a trigger starts ([`Db::migrate`]), never per poll.
 pub async fn processed_markers(db: &Db, markers: &[String]) -> Result<HashSet<String>> {
     let mut conn = db.connect().await?;
-    crate::db::migrate(&mut conn).await?;
     let rows = sqlx::query("SELECT marker FROM processed_markers WHERE marker = ANY($1)")
         .bind(markers)
         .fetch_all(&mut conn)

@@ -142,6 +142,7 @@ async fn run_batch(
     record.abandoned = ledger::close_abandoned(ledger_conn, "the next run started").await?;
     let run_id = ledger::start_run(ledger_conn, plan, &record.started_at).await?;
     summary.run_id = Some(run_id);
+    ledger::take_run(&mut tx, run_id).await?;
     transform::set_inputs(&mut tx, run_id, plan.basis, distributed).await?;
     let path = LoadPath::choose(&mut tx, distributed).await?;
     let steps = path.steps(&Scripts {
@@ -162,7 +163,10 @@ async fn run_batch(
         },
     };
 
-    run_scripts(&mut tx, &steps.prepare, summary).await?;
+    for script in &steps.prepare {
+        let run = transform::run_script_patiently(&mut tx, script, plan.lock_wait).await?;
+        summary.scripts.push(run);
+    }
     let counts = match path {
         LoadPath::Empty => load_empty(&mut tx, &run, &steps, summary).await?,
         LoadPath::Append | LoadPath::Citus => {

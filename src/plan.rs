@@ -2,6 +2,7 @@
 //! (CLI, watch loop, queue consumer, Lambda).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -21,6 +22,9 @@ pub const DEFAULT_COMPANIES_KEY: &str = "CompanyNames/top_companies.txt";
 
 /// The database name on RDS unless set (Lambda, pipeline definition).
 pub const DEFAULT_DB_NAME: &str = "stocks";
+
+/// The database port on RDS unless set (Lambda: STOCKLOAD_DB_PORT): PostgreSQL's own default.
+pub const DEFAULT_DB_PORT: u16 = 5432;
 
 /// Subject prefix of notices (`stockload_Pipeline_Success`) and the pipeline's name unless set.
 pub const DEFAULT_NOTIFY_NAME: &str = "stockload";
@@ -67,6 +71,9 @@ pub struct Plan {
     pub chunk_rows: u64,
     /// Scripts folder overriding the embedded `sql/`.
     pub sql_dir: Option<PathBuf>,
+    /// How long a load's strong locks (the empty-table path's key drop) are waited for, in
+    /// tries of [`LOCK_TRY`] with backoff, before the run fails naming who holds them.
+    pub lock_wait: Duration,
     /// Trigger marker (e.g. `s3://bucket/run-1/.SUCCESS`): recorded in the load's transaction, and
     /// a marker already recorded makes the run a no-op, so a marker is loaded at most once.
     pub marker: Option<String>,
@@ -86,6 +93,7 @@ impl Plan {
             concurrency: DEFAULT_CONCURRENCY,
             chunk_rows: DEFAULT_CHUNK_ROWS,
             sql_dir: None,
+            lock_wait: Duration::from_secs(DEFAULT_LOCK_WAIT_SECS),
             marker: None,
             note: None,
         }
@@ -96,6 +104,13 @@ impl Plan {
 pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.5;
 /// Default `--concurrency`.
 pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default `--lock-wait`: seconds a load waits for its strong locks before it fails.
+pub const DEFAULT_LOCK_WAIT_SECS: u64 = 300;
+/// One try for a strong lock: so short that readers queued behind the request are held at most
+/// this long before it is withdrawn and they get through (then the load tries again).
+pub const LOCK_TRY: Duration = Duration::from_millis(200);
+/// Longest pause between two tries for a strong lock (the pause doubles from [`LOCK_TRY`]).
+pub const LOCK_RETRY_MAX_PAUSE: Duration = Duration::from_secs(2);
 /// Default `--chunk-rows`: large enough that a chunk's per-statement overhead is noise, small
 /// enough that its window sort stays in memory and the last chunk's transforms are short.
 pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;

@@ -1,2 +1,5 @@
--- The runs the ledger shows as running, with the session that marks each alive.
-SELECT id, backend_pid, backend_started FROM load_runs WHERE status = 'running'
+-- The runs the ledger shows as running, with when they started and the session that marks each
+-- alive.
+SELECT id, started_at::text, backend_pid, backend_started::text
+FROM load_runs
+WHERE status = 'running'

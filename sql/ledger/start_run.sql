@@ -4,6 +4,6 @@
 -- $6 the ledger session's process id, $7 its start (pg_stat_activity.backend_start).
 -- Returns its id.
 INSERT INTO load_runs (source, companies_file, change_basis, status, started_at,
-                       backend_pid, backend_started)
-VALUES ($1, $2, $3, $4, $5::timestamptz, $6, $7::timestamptz)
+                       backend_pid, backend_started, opened_at)
+VALUES ($1, $2, $3, $4, $5::timestamptz, $6, $7::timestamptz, clock_timestamp())
 RETURNING id

@@ -75,6 +75,7 @@ pub fn run_plan(args: &cli::RunArgs, source: Location, companies: Location) -> R
     plan.max_reject_ratio = args.max_reject_ratio;
     plan.concurrency = args.concurrency.max(1);
     plan.chunk_rows = args.chunk_rows.max(1);
+    plan.lock_wait = std::time::Duration::from_secs(args.lock_wait);
     plan.sql_dir = args.sql_dir.clone();
     Ok(plan)
 }

@@ -111,7 +111,8 @@ impl LoadPath {
 /// A path's script names, by phase (see [`Steps`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepNames {
-    /// Run in the load's transaction before staging.
+    /// Run in the load's transaction before staging; they may take strong locks (DDL), so each
+    /// is run patiently (`transform::run_script_patiently`): readers never pile up behind them.
     pub prepare: Vec<&'static str>,
     /// Creates the staging table (the chunks of the empty-table path are made like it).
     pub stage: &'static str,
@@ -149,7 +150,7 @@ impl StepNames {
 /// A path's scripts, read and ready to run.
 #[derive(Debug)]
 pub struct Steps {
-    /// Run in the load's transaction before staging.
+    /// Run in the load's transaction before staging, patiently (they may take strong locks).
     pub prepare: Vec<Script>,
     /// Creates the staging table.
     pub stage: Script,

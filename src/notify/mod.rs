@@ -52,9 +52,10 @@ impl FromStr for Target {
         if text == "console" {
             return Ok(Target::Console);
         }
+        // The value may hold a password (a mistyped URL): shown the one redacted way.
         Err(Error::Config(format!(
             "notify target {:?} is not one of sns:ARN, smtp://..., console",
-            crate::notify::smtp::redact(text)
+            Secret::new(text).redacted()
         )))
     }
 }
@@ -169,7 +170,8 @@ impl Notice {
             subject: subject(name, false),
             body: format!(
                 "stockload found an earlier run dead.\n\nWhat went wrong: {run}.\n\n\
-                 Nothing it staged was committed: the database is as it was before it.\n"
+                 Nothing it staged was committed: the database is as it was before it. It is now \
+                 recorded as abandoned in load_runs.\n"
             ),
             success: false,
         }

@@ -14,9 +14,9 @@ use aws_lambda_events::event::s3::S3Event;
 use indicatif::ProgressBar;
 
 use super::auto::{self, Choice, Decision, Handoff, Limits, Record};
-use super::{markers_in_event, S3Marker};
+use super::{give_up, markers_in_event, S3Marker};
 use crate::aws::{aws_error, Aws};
-use crate::context::{notify_not_started, Context};
+use crate::context::{Context, Recipients};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::load::RunStatus;
@@ -25,8 +25,8 @@ use crate::pipeline::aws::{Activation, PipelineApi, SdkPipelines};
 use crate::pipeline::{self, DEFAULT_DEFINITION_KEY};
 use crate::plan::Plan;
 use crate::plan::{
-    DEFAULT_COMPANIES_KEY, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_DB_NAME, DEFAULT_NOTIFY_NAME,
-    DEFAULT_STOCKS_PREFIX, DEFAULT_WORK_MEM,
+    DEFAULT_COMPANIES_KEY, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_DB_NAME, DEFAULT_DB_PORT,
+    DEFAULT_NOTIFY_NAME, DEFAULT_STOCKS_PREFIX, DEFAULT_WORK_MEM,
 };
 use crate::secret::Secret;
 use crate::storage::Location;
@@ -124,7 +124,7 @@ impl LambdaConfig {
                         })
                     })
                     .transpose()?
-                    .unwrap_or(5432),
+                    .unwrap_or(DEFAULT_DB_PORT),
                 database: get("STOCKLOAD_DB_NAME").unwrap_or_else(|| DEFAULT_DB_NAME.into()),
                 secret_arn,
             }),
@@ -159,6 +159,17 @@ impl LambdaConfig {
             handoff,
             limits,
         })
+    }
+}
+
+impl LambdaConfig {
+    /// Who hears of the handler's give-ups: the configured targets, through `aws` for SNS.
+    pub fn recipients<'a>(&'a self, aws: &'a Aws) -> Recipients<'a> {
+        Recipients {
+            targets: &self.targets,
+            notify_name: &self.notify_name,
+            aws: Some(aws),
+        }
     }
 }
 
@@ -238,15 +249,9 @@ pub async fn handle_with<P: PipelineApi>(
             Mode::Pipeline => match start_pipeline(aws, pipelines, config, &marker).await {
                 Ok(line) => line,
                 Err(err) => {
+                    // Given up for this invocation; Lambda's retry of the event resumes it.
                     let what = format!("starting the pipeline for {}", marker.id());
-                    notify_not_started(
-                        &config.targets,
-                        &config.notify_name,
-                        Some(aws),
-                        &what,
-                        &err,
-                    )
-                    .await;
+                    give_up(config.recipients(aws), &what, &err).await;
                     return Err(err);
                 }
             },
@@ -277,8 +282,7 @@ async fn run_direct(
         Ok(db) => db,
         Err(err) => {
             // No database: still tell the operators, then fail the invocation.
-            let (targets, name) = (&config.targets, &config.notify_name);
-            notify_not_started(targets, name, Some(aws), "database settings", &err).await;
+            give_up(config.recipients(aws), "database settings", &err).await;
             return Err(err);
         }
     };
@@ -332,8 +336,9 @@ async fn auto_mode<P: PipelineApi>(
     config: &LambdaConfig,
     marker: &S3Marker,
 ) -> Result<String> {
+    // Given up for this invocation; Lambda's retry of the event tries again.
     let fail = |what: String, err: Error| async move {
-        notify_not_started(&config.targets, &config.notify_name, Some(aws), &what, &err).await;
+        give_up(config.recipients(aws), &what, &err).await;
         Err(err)
     };
     let db = match config.db.as_ref() {
@@ -390,8 +395,10 @@ async fn auto_mode<P: PipelineApi>(
     }
 }
 
-/// What an earlier event for the same marker already did: loaded it, or handed it off.
+/// What an earlier event for the same marker already did: loaded it, or handed it off. Migrates
+/// first: an invocation is a trigger's start (and a load here would migrate anyway).
 async fn earlier_outcome(db: &Db, ids: &[String]) -> Result<Option<String>> {
+    db.migrate().await?;
     if !crate::ledger::processed_markers(db, ids).await?.is_empty() {
         return Ok(Some("already loaded, nothing to do".into()));
     }
@@ -430,16 +437,15 @@ async fn hand_off<P: PipelineApi>(
     if let Err(err) = auto::record(db, &record).await {
         tracing::warn!("the decision could not be recorded: {err}");
     }
-    let (targets, name) = (&config.targets, &config.notify_name);
     match sent {
         Ok(done) => {
-            let notice = handoff_notice(name, &id, &note);
-            notify::send_all(targets, &notice, Some(aws)).await;
+            let notice = handoff_notice(&config.notify_name, &id, &note);
+            notify::send_all(&config.targets, &notice, Some(aws)).await;
             Ok(format!("{id}: {note}; {done}"))
         }
         Err(err) => {
             let what = format!("handing off marker {id}: {note}");
-            notify_not_started(targets, name, Some(aws), &what, &err).await;
+            give_up(config.recipients(aws), &what, &err).await;
             Err(err)
         }
     }

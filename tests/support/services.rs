@@ -202,6 +202,10 @@ pub struct Smtp {
     pub service: Service,
     /// Its Maildir.
     pub maildir: PathBuf,
+    /// The one user it accepts for AUTH (sending without AUTH works too).
+    pub user: String,
+    /// That user's password, made up for this test process.
+    pub password: String,
 }
 
 /// Starts (once) and returns the SMTP server.
@@ -211,11 +215,19 @@ pub fn smtp() -> &'static Smtp {
         let port = free_port();
         let maildir = std::env::temp_dir().join(format!("stockload-mail-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&maildir);
+        let (user, password) = (
+            "ops".to_string(),
+            format!(
+                "smtp-PLANT-{}-{:016x}",
+                std::process::id(),
+                fastrand::u64(..)
+            ),
+        );
         let python = tool("python3");
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
         let service = start(
             &format!(
-                "'{}' '{}' {port} '{}'",
+                "'{}' '{}' {port} '{}' '{user}' '{password}'",
                 python.display(),
                 script.display(),
                 maildir.display()
@@ -223,7 +235,12 @@ pub fn smtp() -> &'static Smtp {
             "READY",
             port,
         );
-        Smtp { service, maildir }
+        Smtp {
+            service,
+            maildir,
+            user,
+            password,
+        }
     })
 }
 
@@ -238,6 +255,16 @@ impl Smtp {
 
     /// The raw text of every received message whose Subject is `subject`.
     pub fn messages(&self, subject: &str) -> Vec<String> {
+        self.matching(&format!("Subject: {subject}"))
+    }
+
+    /// The raw text of every received message addressed to `to` (one recipient).
+    pub fn messages_to(&self, to: &str) -> Vec<String> {
+        self.matching(&format!("X-RcptTo: {to}"))
+    }
+
+    /// The raw text of every received message with this header line.
+    fn matching(&self, header: &str) -> Vec<String> {
         let mut found = Vec::new();
         for folder in ["new", "cur"] {
             let Ok(entries) = std::fs::read_dir(self.maildir.join(folder)) else {
@@ -245,7 +272,7 @@ impl Smtp {
             };
             for entry in entries.flatten() {
                 let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                if text.lines().any(|l| l == format!("Subject: {subject}")) {
+                if text.lines().any(|l| l == header) {
                     found.push(text);
                 }
             }
