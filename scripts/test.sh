@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): installs the tools the tests start into .venv (moto_server
 # for S3/SNS/SQS/Data Pipeline, aiosmtpd for email, awscli's Data Pipeline translator, cfn-lint,
-# cargo-lambda's Lambda Runtime API emulator),
+# cargo-lambda's Lambda Runtime API emulator) and Debian's chromium (the run report's browser checks),
 # then runs every Rust test (each starts its own throwaway PostgreSQL), cfn-lint and the template
 # wiring checks, and ends with a summary: tests passed/failed/ignored, and every test that could
 # not run here, counted, with why (the Citus tests, when Citus cannot be built). Re-running reuses
@@ -52,7 +52,29 @@ summary() {
   if [ "$citus" = 0 ] && ! grep -q '^Citus' "$skip_log"; then
     echo "Citus tests: run on a throwaway Citus cluster (none skipped)"
   fi
+  if [ -n "${STOCKLOAD_SKIP_BROWSER:-}" ]; then
+    echo "Browser checks of the run report: skipped ($STOCKLOAD_SKIP_BROWSER)"
+  else
+    echo "Browser checks of the run report: run in headless chromium"
+  fi
 }
+
+echo "== chromium (headless, for the run report's browser checks; installed when missing)"
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } || true
+  elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    sudo -n apt-get install -y -qq chromium >/dev/null 2>&1 || true
+  fi
+fi
+if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+  unset STOCKLOAD_SKIP_BROWSER
+else
+  # The report tests fail without a browser unless told why it is missing; they then say SKIPPED.
+  export STOCKLOAD_SKIP_BROWSER="chromium could not be installed here (apt-get install -y chromium failed or needs root)"
+  echo "chromium: not available: the report's browser checks will report SKIPPED"
+fi
 
 echo "== cargo test"
 rust=0

@@ -44,6 +44,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Write the table as historical_stock_data.csv (no header, the nine columns in table order).
     Export(ExportArgs),
+    /// Write a run's report: one self-contained HTML page (no script, nothing fetched).
+    Report(ReportArgs),
     /// Start a throwaway PostgreSQL, load a generated sample batch (with faulty files), show
     /// the summary and stats, and clean up. Uses DATABASE_URL instead when it is set.
     #[cfg(feature = "dev-tools")]
@@ -159,6 +161,10 @@ pub struct RunArgs {
     /// in short tries that let other readers through in between, before it fails naming them.
     #[arg(long, default_value_t = crate::plan::DEFAULT_LOCK_WAIT_SECS, value_name = "SECS")]
     pub lock_wait: u64,
+    /// After each run, succeeded or failed, write its HTML report here: a file, an s3:// key,
+    /// or a folder or prefix ending in / (then run-<id>.html inside it).
+    #[arg(long, value_name = "PATH|S3_URI")]
+    pub report: Option<String>,
     /// Database connection.
     #[command(flatten)]
     pub db: DbArgs,
@@ -270,6 +276,24 @@ pub struct StatsArgs {
 pub struct ExportArgs {
     /// Output file (or s3://bucket/Output/historical_stock_data.csv).
     #[arg(long, value_name = "FILE|S3_URI")]
+    pub to: String,
+    /// Database connection.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// AWS options.
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// `stockload report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run (load_runs.id); default: the last run.
+    #[arg(long, value_name = "N")]
+    pub run: Option<i64>,
+    /// Where to write it: a file, an s3:// key, or a folder or prefix ending in / (then
+    /// run-<id>.html inside it).
+    #[arg(long, value_name = "PATH|S3_URI")]
     pub to: String,
     /// Database connection.
     #[command(flatten)]

@@ -140,6 +140,7 @@ pub async fn finish_run(conn: &mut PgConnection, run_id: i64, summary: &Summary)
     let scripts: Vec<String> = summary
         .scripts
         .iter()
+        .filter(|s| s.is_script())
         .map(|s| format!("{}:{}", s.name, s.checksum))
         .collect();
     sqlx::query(include_str!("../sql/ledger/finish_run.sql"))
@@ -156,7 +157,7 @@ pub async fn finish_run(conn: &mut PgConnection, run_id: i64, summary: &Summary)
         .execute(&mut *conn)
         .await
         .map_err(|e| Error::database("closing the run in load_runs", e))?;
-    Ok(())
+    record_steps(conn, run_id, summary).await
 }
 
 /// Records a failed run after its transaction rolled back: closes its row (0 loaded, what it
@@ -198,6 +199,7 @@ async fn close_failed(conn: &mut PgConnection, run_id: i64, summary: &Summary) -
         .execute(&mut *conn)
         .await
         .map_err(|e| Error::database("closing the failed run in load_runs", e))?;
+    recorded_steps(conn, run_id, summary).await;
     Ok(run_id)
 }
 
@@ -221,7 +223,48 @@ async fn insert_failed(db: &Db, summary: &Summary, started_at: &str) -> Result<i
         .fetch_one(&mut conn)
         .await
         .map_err(|e| Error::database("recording the failed run", e))?;
+    recorded_steps(&mut conn, row.get(0), summary).await;
     Ok(row.get(0))
+}
+
+/// A failed run's row is in; its steps are extra, and failing to record them is only told.
+async fn recorded_steps(conn: &mut PgConnection, run_id: i64, summary: &Summary) {
+    if let Err(err) = record_steps(conn, run_id, summary).await {
+        tracing::warn!("could not record the failed run's steps: {err}");
+    }
+}
+
+/// Records the run's steps (`summary.scripts`, with their timings) in load_run_steps, and on its
+/// load_runs row the stockload version: what the run report shows.
+pub async fn record_steps(conn: &mut PgConnection, run_id: i64, summary: &Summary) -> Result<()> {
+    let steps = &summary.scripts;
+    let numbers = |value: fn(&crate::transform::ScriptRun) -> u64| -> Result<Vec<i64>> {
+        steps
+            .iter()
+            .map(|s| column::<i64>("steps", value(s)))
+            .collect()
+    };
+    sqlx::query(include_str!("../sql/ledger/record_steps.sql"))
+        .bind(run_id)
+        .bind(steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
+        .bind(
+            steps
+                .iter()
+                .map(|s| s.checksum.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(numbers(|s| s.rows)?)
+        .bind(numbers(|s| s.millis)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("recording the run's steps in load_run_steps", e))?;
+    sqlx::query(include_str!("../sql/ledger/run_details.sql"))
+        .bind(run_id)
+        .bind(env!("CARGO_PKG_VERSION"))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database("recording the run's version in load_runs", e))?;
+    Ok(())
 }
 
 /// True when an earlier committed run already loaded this marker.

@@ -167,6 +167,7 @@ async fn run_batch(
         let run = transform::run_script_patiently(&mut tx, script, plan.lock_wait).await?;
         summary.scripts.push(run);
     }
+    let staging = Instant::now();
     let counts = match path {
         LoadPath::Empty => load_empty(&mut tx, &run, &steps, summary).await?,
         LoadPath::Append | LoadPath::Citus => {
@@ -174,6 +175,11 @@ async fn run_batch(
             stage::stage_files(&mut tx, run.batch).await?
         }
     };
+    summary.scripts.push(ScriptRun::step(
+        STAGING_STEP,
+        counts.rows_read + counts.skipped.len() as u64,
+        staging.elapsed(),
+    ));
     record_counts(summary, &counts);
     check_limits(summary, plan.max_reject_ratio)?;
     run_scripts(&mut tx, &steps.finish, summary).await?;
@@ -235,6 +241,11 @@ fn record_counts(summary: &mut Summary, counts: &stage::StageCounts) {
     summary.rows_rejected = counts.rows_rejected;
     summary.skipped_files = counts.skipped.clone();
 }
+
+/// The staging phase in the run's steps (the timeline of the run report): reading, parsing and
+/// COPY of every listed file (on the empty-table path, side by side with the per-chunk scripts,
+/// which are also reported on their own).
+const STAGING_STEP: &str = "staging (read, parse, COPY)";
 
 /// What the steps of one run share.
 struct Run<'a> {

@@ -32,6 +32,10 @@ pub const DEFAULT_NOTIFY_NAME: &str = "stockload";
 /// Seconds to wait for a database connection unless set.
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 30;
 
+/// Prefix in the source bucket of the run reports the Lambda and the Data Pipeline activity
+/// write (`Output/reports/run-<id>.html`).
+pub const DEFAULT_REPORTS_PREFIX: &str = "Output/reports/";
+
 /// How value_change and daily_percent_change are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "kebab-case")]

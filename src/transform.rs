@@ -68,6 +68,23 @@ pub struct ScriptRun {
     pub millis: u64,
 }
 
+impl ScriptRun {
+    /// A step of the run that is not a script (staging): no checksum.
+    pub fn step(name: &str, rows: u64, took: Duration) -> ScriptRun {
+        ScriptRun {
+            name: name.to_string(),
+            checksum: String::new(),
+            rows,
+            millis: took.as_millis() as u64,
+        }
+    }
+
+    /// True for a script run (it has a checksum), false for another step.
+    pub fn is_script(&self) -> bool {
+        !self.checksum.is_empty()
+    }
+}
+
 /// The user-facing scripts (top level of `sql/`, then the Citus forms in `sql/citus/`), sorted
 /// by name.
 pub fn list() -> Vec<&'static str> {

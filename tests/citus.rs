@@ -171,7 +171,7 @@ async fn a_citus_cluster_distributes_a_table_over_two_workers() {
         .unwrap();
     assert_eq!(
         kinds,
-        "historical_stocks_data:h,load_rejects:n,load_run_scope:n,load_runs:n,\
+        "historical_stocks_data:h,load_rejects:n,load_run_scope:n,load_run_steps:n,load_runs:n,\
          processed_markers:n,stockload_scope:h,stockload_stage:h"
     );
     // Rerunning is harmless.
@@ -303,7 +303,7 @@ async fn stats_and_export_work_on_citus() {
     let Some(cluster) = cluster() else { return };
     let (single, citus) = same_batches_same_rows(cluster, ChangeBasis::PreviousClose).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut exported = Vec::new();
+    let (mut exported, mut reports) = (Vec::new(), Vec::new());
     for (db, name) in [(&single, "single.csv"), (&citus, "citus.csv")] {
         let url = db.url.trim_end_matches("?sslmode=disable");
         let stats = stockload()
@@ -335,8 +335,38 @@ async fn stats_and_export_work_on_citus() {
             String::from_utf8_lossy(&export.stderr)
         );
         exported.push(std::fs::read_to_string(&path).unwrap());
+        // The run report (reference tables joined with the distributed one) shows the same
+        // companies on both.
+        let page = dir.path().join(format!("{name}.html"));
+        let report = stockload()
+            .args(["report", "--to"])
+            .arg(&page)
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap();
+        assert!(
+            report.status.success(),
+            "{}",
+            String::from_utf8_lossy(&report.stderr)
+        );
+        let html = std::fs::read_to_string(&page).unwrap();
+        let companies = &html[html.find("<table id=\"companies\"").unwrap()..];
+        reports.push(companies[..companies.find("</table>").unwrap()].to_string());
     }
     assert_eq!(exported[0], exported[1]);
+    assert_eq!(reports[0], reports[1]);
+    let companies = single
+        .scalar(
+            "SELECT count(*)::text FROM load_run_scope \
+             WHERE run_id = (SELECT max(id) FROM load_runs)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (reports[0].matches("<tr>").count() - 1).to_string(),
+        companies,
+        "a row per company of the last run"
+    );
 }
 
 #[tokio::test]

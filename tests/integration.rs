@@ -13,6 +13,7 @@ mod logs;
 mod migrations;
 mod notify;
 mod readonly;
+mod report;
 mod s3;
 mod secrets;
 mod stop;

@@ -4,25 +4,12 @@
 //! readers through while an open reader holds the table, and gives up naming that reader.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stockload::plan::ChangeBasis;
 
 use crate::support::services::smtp;
-use crate::support::{csv, stockload, Batch, TestDb};
-
-/// Polls `check` until it holds, failing the test after `limit`.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use crate::support::{csv, stockload, wait_until, Batch, TestDb};
 
 /// Every embedded script in a folder, with `name` changed by `change` (for `--sql-dir`).
 fn scripts_with(name: &str, change: impl Fn(&str) -> String) -> tempfile::TempDir {

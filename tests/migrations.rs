@@ -18,7 +18,8 @@ const LANDED: &[(i32, &str, u64)] = &[
     (2, "change_functions", 13498545325004184640),
     (4, "load_run_scope", 9319006518538150050),
     (5, "work_schema", 6874684254578440020),
-    (6, "ledger_states", 16765789289089318957),
+    (6, "ledger_states", 7472833734298895816),
+    (8, "load_run_steps", 14295192238563565468),
     (9, "marker_decisions", 9364394000707718189),
 ];
 

@@ -289,10 +289,27 @@ async fn the_lambda_direct_mode_loads_the_batch_once_per_marker() {
         db.scalar("SELECT count(*)::text FROM load_runs").await,
         Some("1".into())
     );
-    assert_eq!(
-        smtp.messages(&format!("{notify_name}_Pipeline_Success"))
-            .len(),
-        1
+    let notices = smtp.messages(&format!("{notify_name}_Pipeline_Success"));
+    assert_eq!(notices.len(), 1);
+    // The run's report is in the source bucket, and the notice says where.
+    let run_id = db
+        .scalar("SELECT max(id)::text FROM load_runs")
+        .await
+        .unwrap();
+    let key = format!("Output/reports/run-{run_id}.html");
+    let report = aws
+        .s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.content_type(), Some("text/html; charset=utf-8"));
+    assert!(
+        notices[0].contains(&format!("Report: s3://{bucket}/{key}")),
+        "{}",
+        notices[0]
     );
 }
 

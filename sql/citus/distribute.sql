@@ -10,7 +10,7 @@
 --                            load's transaction (loads are serialised by the advisory lock),
 --                            and emptied again at its end (citus/clear_stage.sql);
 --   stockload_scope          the per-company plan of the load (plan_scope.sql), likewise;
---   load_runs, load_rejects, processed_markers, load_run_scope
+--   load_runs, load_rejects, processed_markers, load_run_scope, load_run_steps
 --                            reference tables (a copy on every node): their foreign keys are kept,
 --                            and the transform scripts can join them with the distributed tables.
 -- Rows already in historical_stocks_data are moved into its shards.
@@ -46,7 +46,7 @@ DO $$
 DECLARE
     name text;
 BEGIN
-    FOREACH name IN ARRAY ARRAY['load_runs', 'load_rejects', 'processed_markers', 'load_run_scope'] LOOP
+    FOREACH name IN ARRAY ARRAY['load_runs', 'load_rejects', 'processed_markers', 'load_run_scope', 'load_run_steps'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_dist_partition
                        WHERE logicalrelid = name::regclass AND partmethod = 'n' AND repmodel = 't') THEN
             -- (Once load_runs is one, Citus has already added the tables that refer to it

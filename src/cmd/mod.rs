@@ -24,6 +24,7 @@ mod load;
 mod migrate;
 mod notify_test;
 mod pipeline;
+mod report;
 #[cfg(feature = "dev-tools")]
 mod sample;
 mod sql;
@@ -51,6 +52,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
         Command::Sql(args) => sql::run(args),
         Command::Stats(args) => stats::run(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Report(args) => report::run(args).await,
         #[cfg(feature = "dev-tools")]
         Command::Demo(args) => demo::run(args).await,
         #[cfg(feature = "aws")]

@@ -151,6 +151,25 @@ impl Notice {
         }
     }
 
+    /// Names where the run's report is (a file or an s3:// key) at the end of the body.
+    pub fn add_report(&mut self, location: &str) {
+        let _ = writeln!(self.body, "\nReport: {location}");
+        if location.starts_with("s3://") {
+            let _ = writeln!(
+                self.body,
+                "(to open it: aws s3 cp {location} . and open the file in a browser)"
+            );
+        }
+    }
+
+    /// Says at the end of the body that the run's report could not be written, and why.
+    pub fn add_report_failure(&mut self, reason: &str) {
+        let _ = writeln!(
+            self.body,
+            "\nThe run's report could not be written: {reason}"
+        );
+    }
+
     /// The notice for a run that could not even start (bad configuration, ...).
     pub fn from_error(name: &str, what: &str, error: &Error) -> Notice {
         Notice {
@@ -299,6 +318,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("pw123"), "{err}");
+    }
+
+    #[test]
+    fn a_notice_names_the_report_or_why_there_is_none() {
+        let mut notice = Notice::test("x");
+        notice.add_report("s3://b/Output/reports/run-4.html");
+        assert!(notice.body.ends_with(
+            "\nReport: s3://b/Output/reports/run-4.html\n\
+             (to open it: aws s3 cp s3://b/Output/reports/run-4.html . and open the file in a browser)\n"
+        ), "{}", notice.body);
+        let mut notice = Notice::test("x");
+        notice.add_report("/srv/reports/run-4.html");
+        assert!(
+            notice.body.ends_with("\nReport: /srv/reports/run-4.html\n"),
+            "{}",
+            notice.body
+        );
+        notice.add_report_failure("cannot write /srv: permission denied");
+        assert!(notice
+            .body
+            .contains("The run's report could not be written: cannot write /srv"));
     }
 
     #[test]

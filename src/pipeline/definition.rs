@@ -257,6 +257,10 @@ fn load_command(s: &PipelineSettings) -> String {
     let binary = shell_word(&format!("s3://{bucket}/{}", s.binary_key));
     let source = shell_word(&format!("s3://{bucket}/{}", s.stocks_prefix));
     let companies = shell_word(&format!("s3://{bucket}/{}", s.companies_key));
+    let reports = shell_word(&format!(
+        "s3://{bucket}/{}",
+        crate::plan::DEFAULT_REPORTS_PREFIX
+    ));
     let region = shell_word(&s.region);
     let user = percent_encode(&s.db_user);
     let db = percent_encode(&s.db_name);
@@ -266,7 +270,7 @@ fn load_command(s: &PipelineSettings) -> String {
         "export AWS_REGION={region} AWS_DEFAULT_REGION={region} PGPASSWORD=\"$1\" && \
          aws s3 cp {binary} ./stockload && chmod +x ./stockload && \
          DATABASE_URL=\"postgres://{user}@$2:5432/{db}?sslmode=require\" \
-         ./stockload load --source {source} --companies {companies}"
+         ./stockload load --source {source} --companies {companies} --report {reports}"
     )
 }
 
@@ -504,7 +508,7 @@ mod tests {
             "aws s3 cp s3://stock-bucket/Scripts/stockload ./stockload && chmod +x ./stockload"
         ));
         assert!(command.contains(
-            "./stockload load --source s3://stock-bucket/Stocks/ --companies s3://stock-bucket/CompanyNames/top_companies.txt"
+            "./stockload load --source s3://stock-bucket/Stocks/ --companies s3://stock-bucket/CompanyNames/top_companies.txt --report s3://stock-bucket/Output/reports/"
         ));
         assert!(command.contains("postgres://loader@$2:5432/stocks?sslmode=require"));
         assert!(command.contains("PGPASSWORD=\"$1\""));

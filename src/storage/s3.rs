@@ -91,12 +91,17 @@ pub async fn check_prefix(client: &Client, bucket: &str, prefix: &str) -> Result
         .map_err(|err| s3_error("list", bucket, prefix, err))
 }
 
-/// Uploads a small object in one request.
+/// Uploads a small object in one request. An `.html` object (a run report) is stored as
+/// text/html, so a browser shows it rather than downloading it.
 pub async fn put(client: &Client, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
+    let html = key
+        .ends_with(".html")
+        .then(|| "text/html; charset=utf-8".to_string());
     client
         .put_object()
         .bucket(bucket)
         .key(key)
+        .set_content_type(html)
         .body(body.into())
         .send()
         .await

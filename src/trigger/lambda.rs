@@ -28,6 +28,7 @@ use crate::plan::{
     DEFAULT_COMPANIES_KEY, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_DB_NAME, DEFAULT_DB_PORT,
     DEFAULT_NOTIFY_NAME, DEFAULT_STOCKS_PREFIX, DEFAULT_WORK_MEM,
 };
+use crate::report::ReportTo;
 use crate::secret::Secret;
 use crate::storage::Location;
 
@@ -291,7 +292,8 @@ async fn run_direct(
         Some(aws.clone()),
         config.targets.clone(),
         config.notify_name.clone(),
-    );
+    )
+    .with_report(Some(ReportTo::bucket_reports(&config.source_bucket)));
     let report = ctx.run(&plan, &ProgressBar::hidden()).await;
     let summary = &report.summary;
     Ok(match summary.status {

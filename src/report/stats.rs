@@ -51,7 +51,7 @@ impl std::fmt::Display for Stats {
 
 /// Reads the stats row.
 pub async fn stats(conn: &mut PgConnection) -> Result<Stats> {
-    let row = sqlx::query(include_str!("../sql/reports/stats.sql"))
+    let row = sqlx::query(include_str!("../../sql/reports/stats.sql"))
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| Error::database("reading stats", e))?;
@@ -76,7 +76,7 @@ pub async fn rejects(
     run_id: i64,
     limit: i64,
 ) -> Result<Vec<(String, Option<i64>, String)>> {
-    sqlx::query_as(include_str!("../sql/reports/rejects.sql"))
+    sqlx::query_as(include_str!("../../sql/reports/rejects.sql"))
         .bind(run_id)
         .bind(limit)
         .fetch_all(&mut *conn)
@@ -101,7 +101,7 @@ pub async fn export(conn: &mut PgConnection, target: &Location, reader: &Storage
 
 async fn copy_out(conn: &mut PgConnection, sink: &mut Sink<'_>) -> Result<u64> {
     let mut stream = conn
-        .copy_out_raw(include_str!("../sql/reports/export.sql"))
+        .copy_out_raw(include_str!("../../sql/reports/export.sql"))
         .await
         .map_err(|e| Error::database("starting the export", e))?;
     let mut written = 0u64;
