@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): installs the tools the tests start into .venv (moto_server
-# for S3/SNS/SQS/Data Pipeline, aiosmtpd for email, awscli's Data Pipeline translator, cfn-lint)
-# and Debian's chromium (the run report's browser checks),
+# for S3/SNS/SQS/Data Pipeline, aiosmtpd for email, awscli's Data Pipeline translator, cfn-lint,
+# cargo-lambda's Lambda Runtime API emulator) and Debian's chromium (the run report's browser checks),
 # then runs every Rust test (each starts its own throwaway PostgreSQL), cfn-lint and the template
 # wiring checks, and ends with a summary: tests passed/failed/ignored, and every test that could
 # not run here, counted, with why (the Citus tests, when Citus cannot be built). Re-running reuses
@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=.venv
-if ! "$venv/bin/python" -c 'import moto, aiosmtpd, awscli, cfnlint' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import moto, aiosmtpd, awscli, cfnlint' 2>/dev/null ||
+  [ ! -x "$venv/bin/cargo-lambda" ]; then
   echo "== installing test tools into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-test.txt

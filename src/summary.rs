@@ -60,6 +60,9 @@ pub struct Summary {
     pub skipped_files: Vec<SkippedFile>,
     /// Scripts executed, with checksums and timings.
     pub scripts: Vec<ScriptRun>,
+    /// How the run came to be started where it ran (see [`Plan::note`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl RunStatus {
@@ -93,6 +96,7 @@ impl Summary {
             error: None,
             skipped_files: Vec::new(),
             scripts: Vec::new(),
+            note: plan.note.clone(),
         }
     }
 
@@ -120,6 +124,9 @@ impl fmt::Display for Summary {
         )?;
         if let Some(marker) = &self.marker {
             writeln!(f, "  marker:    {marker}")?;
+        }
+        if let Some(note) = &self.note {
+            writeln!(f, "  started:   {note}")?;
         }
         writeln!(
             f,

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod auto_mode;
 mod citus;
 mod cli;
 mod hostile;

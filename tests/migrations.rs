@@ -20,6 +20,7 @@ const LANDED: &[(i32, &str, u64)] = &[
     (5, "work_schema", 6874684254578440020),
     (6, "ledger_states", 7472833734298895816),
     (8, "load_run_steps", 14295192238563565468),
+    (9, "marker_decisions", 9364394000707718189),
 ];
 
 fn folder() -> PathBuf {

@@ -143,6 +143,32 @@ pub async fn list(
     Ok(found)
 }
 
+/// The size in bytes of every object under `prefix` (all pages), by key: ListObjectsV2 only, no
+/// object is read (the Lambda's auto mode sizes a batch this way before deciding where to load it).
+pub async fn sizes(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<std::collections::HashMap<String, u64>> {
+    let mut found = std::collections::HashMap::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| s3_error("list", bucket, prefix, err))?;
+        for object in page.contents() {
+            if let Some(key) = object.key() {
+                let size = object.size().unwrap_or(0).max(0) as u64;
+                found.insert(key.to_string(), size);
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Builds the S3 error for `action` on `s3://bucket/key` from the SDK's error: its short
 /// description ([`describe_sdk_error`]) for users, the error itself kept as the source.
 pub fn s3_error<E>(action: &'static str, bucket: &str, key: &str, err: SdkFailure<E>) -> Error

@@ -17,6 +17,8 @@
 //! last failed run, see [`marker_given_up`]), and migrates once when it starts
 //! ([`migrate_at_start`]): its polls only read the ledger, and its health check is [`Db::ping`].
 
+#[cfg(feature = "aws")]
+pub mod auto;
 pub mod backoff;
 #[cfg(feature = "aws")]
 pub mod lambda;

@@ -38,7 +38,8 @@ pub fn tool(name: &str) -> PathBuf {
     )
 }
 
-fn free_port() -> u16 {
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -47,7 +48,7 @@ fn free_port() -> u16 {
 
 /// Starts `command` (a shell snippet) under the guard and waits until it prints `ready` on
 /// stdout or stderr (merged). Output after that is drained in the background.
-fn start(command: &str, ready: &str, port: u16) -> Service {
+pub fn start(command: &str, ready: &str, port: u16) -> Service {
     let script =
         format!("{command} 2>&1 & pid=$!; read _ignored; kill $pid 2>/dev/null; wait $pid");
     let mut child = Command::new("sh")
