@@ -12,6 +12,7 @@ use crate::db::{self, Db, LOAD_LOCK_KEY};
 use crate::error::{Error, Result};
 use crate::ledger;
 use crate::plan::Plan;
+use crate::quality;
 use crate::shutdown;
 use crate::stage;
 use crate::storage::index::{parse_index, Entry};
@@ -186,6 +187,7 @@ async fn run_batch(
             summary.scripts.push(run);
         }
     }
+    quality::run(&mut tx, &scripts, run_id, plan.fail_on_quality_errors, summary).await?;
     if let Some(script) = &clear_script {
         let run = transform::run_script(&mut tx, script).await?;
         summary.scripts.push(run);

@@ -70,6 +70,9 @@ pub struct Plan {
     /// Trigger marker (e.g. `s3://bucket/run-1/.SUCCESS`): recorded in the load's transaction, and
     /// a marker already recorded makes the run a no-op, so a marker is loaded at most once.
     pub marker: Option<String>,
+    /// Fail the run (loading nothing) when the quality checks' error flags on its days exceed
+    /// this share of the rows it loaded; `None`: never.
+    pub fail_on_quality_errors: Option<f64>,
 }
 
 impl Plan {
@@ -84,6 +87,7 @@ impl Plan {
             chunk_rows: DEFAULT_CHUNK_ROWS,
             sql_dir: None,
             marker: None,
+            fail_on_quality_errors: None,
         }
     }
 }
