@@ -118,7 +118,7 @@ recent AS (
 -- The evaluated rows that any check could flag (most rows fall out here, cheaply).
 suspects AS (
     SELECT r.company_name, r.stock_date, r.open, r.high, r.low, r.close, r.volume,
-           r.prev_date, r.prev_close, r.next_close, r.ahead_max_close, r.ahead_min_close,
+           r.prev_date, r.prev_close, r.prev2_close, r.next_close, r.ahead_max_close, r.ahead_min_close,
            r.move, r.gap,
            CASE WHEN r.normal_days >= s.min_volatility_days
                 THEN r.normal_micro_sum / 1e6 / r.normal_days END AS scale,
@@ -209,15 +209,24 @@ suspected_split AS (
       AND abs(x.gap) >= s.jump_scale_multiple * x.scale
       AND NOT x.unit_off
       AND abs(x.gap + r.size) <= ln(s.split_ratio_tolerance)
-      AND ln(x.ahead_max_close / x.open) <= s.split_persist_share * abs(r.size)
-      AND x.ahead_min_close > 0
-      AND ln(x.open / x.ahead_min_close) <= s.split_persist_share * abs(r.size)
+      -- the new level holds: this day's and the next days' closes stay near the open (CASE:
+      -- no logarithm of a zero price is ever taken)
+      AND CASE WHEN x.ahead_min_close > 0 AND x.open > 0
+               THEN ln(x.ahead_max_close / x.open) <= s.split_persist_share * abs(r.size)
+                    AND ln(x.open / x.ahead_min_close) <= s.split_persist_share * abs(r.size)
+               ELSE false END
+      -- a one-day move and its way back is no split: the close two days before is not at the
+      -- new level
+      AND CASE WHEN x.prev2_close > 0 AND x.open > 0
+               THEN abs(ln(x.open / x.prev2_close)) > s.split_persist_share * abs(r.size)
+               ELSE true END
 ),
 price_jump AS (
     SELECT x.company_name, x.stock_date, 'price_jump', 'warning',
            format('closes %s after %s (%s%%): %s times its usual daily move of %s%%',
                   x.close, x.prev_close, round(((exp(x.move) - 1) * 100)::numeric, 1),
-                  round((abs(x.move) / x.scale)::numeric), round((x.scale * 100)::numeric, 2))
+                  coalesce(round((abs(x.move) / nullif(x.scale, 0))::numeric)::text, 'countless'),
+                  round((x.scale * 100)::numeric, 2))
     FROM suspects AS x
     CROSS JOIN settings AS s
     WHERE abs(x.move) >= ln(s.jump_min_factor)

@@ -9,6 +9,7 @@ mod hostile;
 mod load;
 mod logs;
 mod notify;
+mod quality;
 mod readonly;
 mod s3;
 mod secrets;
