@@ -36,9 +36,10 @@ SELECT coalesce(nullif(current_setting('stockload.quality_run', true), '')::bigi
        1.25::float8  AS normal_move_factor,       -- moves beyond ×1.25 or ÷1.25 are not volatility
        10::float8    AS jump_scale_multiple,      -- a move beyond 10× the scale is a jump ...
        1.15::float8  AS jump_min_factor,          -- ... and beyond ×1.15 or ÷1.15 at least
-       1.04::float8  AS split_ratio_tolerance,    -- the open within ×/÷ 1.04 of an exact split ratio
-       5             AS split_persist_days,       -- following days whose close must hold the level
-       0.25::float8  AS split_persist_share,      -- closes within 25 % of the split's log size of the open
+       1.04::float8  AS split_ratio_tolerance,    -- the open within ×/÷ 1.04 of an exact split ratio,
+       3::float8     AS split_ratio_scale_multiple, -- widened by 3× the usual daily move (the day's news)
+       5             AS split_persist_days,       -- following days whose close must hold the level:
+       0.5::float8   AS split_persist_share,      -- nearer the new level than the old (half the log size)
        100::float8   AS unit_factor,              -- cents for dollars
        2::float8     AS unit_tolerance,           -- a day within ×/÷ 2 of 100× both neighbours ...
        1.5::float8   AS unit_neighbours_agree,    -- ... which agree within ×/÷ 1.5 with each other
@@ -208,7 +209,7 @@ suspected_split AS (
     WHERE abs(x.gap) >= ln(s.jump_min_factor)
       AND abs(x.gap) >= s.jump_scale_multiple * x.scale
       AND NOT x.unit_off
-      AND abs(x.gap + r.size) <= ln(s.split_ratio_tolerance)
+      AND abs(x.gap + r.size) <= ln(s.split_ratio_tolerance) + s.split_ratio_scale_multiple * x.scale
       -- the new level holds: this day's and the next days' closes stay near the open (CASE:
       -- no logarithm of a zero price is ever taken)
       AND CASE WHEN x.ahead_min_close > 0 AND x.open > 0
