@@ -187,7 +187,15 @@ async fn run_batch(
             summary.scripts.push(run);
         }
     }
-    quality::run(&mut tx, &scripts, run_id, plan.fail_on_quality_errors, summary).await?;
+    quality::run(
+        &mut tx,
+        &scripts,
+        run_id,
+        distributed,
+        plan.fail_on_quality_errors,
+        summary,
+    )
+    .await?;
     if let Some(script) = &clear_script {
         let run = transform::run_script(&mut tx, script).await?;
         summary.scripts.push(run);

@@ -26,17 +26,26 @@ pub const CHECKS: [(&str, &str); 7] = [
 /// How many error flags may be shown in the message of a run failed for them.
 const ERRORS_QUOTED: i64 = 3;
 
-/// Runs the checks for run `run_id` inside its transaction (after the transform scripts), records
-/// the script and the counts per check in `summary`, and fails the run when the error flags on
-/// its days exceed `fail_ratio` of the rows it loaded (`None`: never).
+/// The checks' Citus form, run instead when historical_stocks_data is distributed.
+pub const CITUS_QUALITY_SCRIPT: &str = "citus/quality_checks.sql";
+
+/// Runs the checks for run `run_id` inside its transaction (after the transform scripts; on
+/// Citus, `distributed`, their Citus form), records the script and the counts per check in
+/// `summary`, and fails the run when the error flags on its days exceed `fail_ratio` of the rows
+/// it loaded (`None`: never).
 pub async fn run(
     tx: &mut PgConnection,
     scripts: &Scripts,
     run_id: i64,
+    distributed: bool,
     fail_ratio: Option<f64>,
     summary: &mut Summary,
 ) -> Result<()> {
-    let script = scripts.load(QUALITY_SCRIPT)?;
+    let script = scripts.load(if distributed {
+        CITUS_QUALITY_SCRIPT
+    } else {
+        QUALITY_SCRIPT
+    })?;
     summary
         .scripts
         .push(transform::run_script(tx, &script).await?);
@@ -179,6 +188,26 @@ mod tests {
             );
         }
         assert!(transform::list().contains(&QUALITY_SCRIPT));
+        let citus = transform::embedded(CITUS_QUALITY_SCRIPT).expect("the Citus form is embedded");
+        assert!(citus.starts_with("-- ") && citus.contains("Reads"));
+        for (name, _) in CHECKS {
+            assert!(citus.contains(&format!("{name} AS (")), "{name} (Citus)");
+        }
+    }
+
+    #[test]
+    fn the_citus_form_has_the_same_settings() {
+        let settings = |text: &str| -> String {
+            let start = text
+                .find("SELECT coalesce(nullif(current_setting('stockload.quality_run'")
+                .unwrap();
+            let end = start + text[start..].find("missing_min_sessions").unwrap();
+            text[start..end].to_string()
+        };
+        assert_eq!(
+            settings(transform::embedded(QUALITY_SCRIPT).unwrap()),
+            settings(transform::embedded(CITUS_QUALITY_SCRIPT).unwrap())
+        );
     }
 
     #[test]

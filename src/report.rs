@@ -59,10 +59,11 @@ pub async fn stats(conn: &mut PgConnection) -> Result<Stats> {
         .await
         .map_err(|e| Error::database("reading stats", e))?;
     let get = |i: usize| -> String { row.try_get::<String, _>(i).unwrap_or_default() };
-    let quality_flags: String = sqlx::query_scalar(include_str!("../sql/reports/quality_totals.sql"))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| Error::database("reading quality_flags", e))?;
+    let quality_flags: String =
+        sqlx::query_scalar(include_str!("../sql/reports/quality_totals.sql"))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| Error::database("reading quality_flags", e))?;
     Ok(Stats {
         rows: get(0),
         companies: get(1),

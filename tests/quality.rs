@@ -92,8 +92,7 @@ impl Planted {
     fn expect(&mut self, company: &str, row: usize, check: &str) {
         let bars = &self.companies.iter().find(|(n, _)| n == company).unwrap().1;
         let date = bars[row].date.to_string();
-        self.expected
-            .insert((company.into(), date, check.into()));
+        self.expected.insert((company.into(), date, check.into()));
     }
 
     fn add(&mut self, name: &str, bars: Vec<Bar>) {
@@ -257,7 +256,11 @@ async fn every_planted_fault_is_flagged_exactly_there_and_nothing_else() {
         let counts = &report.summary.quality;
         assert_eq!(counts.len(), 7, "{counts:?}");
         for count in counts {
-            let expected = p.expected.iter().filter(|k| k.2 == count.check_name).count();
+            let expected = p
+                .expected
+                .iter()
+                .filter(|k| k.2 == count.check_name)
+                .count();
             assert_eq!(count.flags, expected as u64, "{count:?} (seed {seed})");
         }
         let text = report.summary.to_string();
@@ -284,7 +287,11 @@ async fn split_batches_and_both_load_paths_give_the_same_flags() {
         load_ok(&split, &batch(&p, start, cut)).await;
         start = cut;
     }
-    assert_eq!(flags(&split).await, expected, "split by date into three batches");
+    assert_eq!(
+        flags(&split).await,
+        expected,
+        "split by date into three batches"
+    );
 
     // The append path: the table already holds another company.
     let append = TestDb::new().await;
@@ -362,13 +369,20 @@ async fn too_many_error_flags_fail_the_run_and_load_nothing() {
         error.contains("4 error flags") && error.contains("--fail-on-quality-errors 0.0005"),
         "{error}"
     );
-    assert!(error.contains("OHLC") && error.contains("ohlc_inconsistent"), "{error}");
+    assert!(
+        error.contains("OHLC") && error.contains("ohlc_inconsistent"),
+        "{error}"
+    );
     assert!(db.rows().await.is_empty(), "a failed run loads nothing");
     assert_eq!(
         db.scalar("SELECT count(*)::text FROM quality_flags").await,
         Some("0".into())
     );
-    assert_eq!(report.summary.quality.len(), 7, "the summary still says what was found");
+    assert_eq!(
+        report.summary.quality.len(),
+        7,
+        "the summary still says what was found"
+    );
 
     plan.fail_on_quality_errors = Some(0.01);
     let report = db.load_plan(&plan).await;
@@ -396,11 +410,22 @@ async fn the_script_runs_on_its_own_and_the_cli_lists_the_flags() {
     assert_eq!(flags(&db).await, p.expected);
 
     let out = stockload()
-        .args(["quality", "--run", "1", "--check", "suspected_split", "--json"])
+        .args([
+            "quality",
+            "--run",
+            "1",
+            "--check",
+            "suspected_split",
+            "--json",
+        ])
         .env("DATABASE_URL", &db.url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let details: Vec<&str> = json["flags"]
         .as_array()
@@ -409,7 +434,9 @@ async fn the_script_runs_on_its_own_and_the_cli_lists_the_flags() {
         .map(|f| f["detail"].as_str().unwrap())
         .collect();
     assert_eq!(details.len(), 3, "{details:?}");
-    assert!(details.iter().any(|d| d.contains("unadjusted 1:10 reverse split")));
+    assert!(details
+        .iter()
+        .any(|d| d.contains("unadjusted 1:10 reverse split")));
     assert!(details.iter().any(|d| d.contains("unadjusted 2:1 split")));
     assert!(details.iter().any(|d| d.contains("unadjusted 3:2 split")));
     assert_eq!(json["counts"].as_array().unwrap().len(), 7);

@@ -18,7 +18,10 @@ pub(crate) async fn run(args: QualityArgs) -> Result<bool> {
     let flags = quality::flags(&mut conn, args.run, args.check.as_deref(), args.limit).await?;
     if args.json {
         let json = serde_json::json!({ "run_id": args.run, "counts": counts, "flags": flags });
-        outln!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
         return Ok(true);
     }
     if let Some(run_id) = args.run {
