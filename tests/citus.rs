@@ -17,7 +17,7 @@ use crate::support::{csv, stockload, Batch, TestDb};
 
 /// The cluster, started once per test process; `None` (and a message saying the Citus tests
 /// were skipped) when this machine has no Citus.
-fn cluster() -> Option<&'static CitusCluster> {
+pub(crate) fn cluster() -> Option<&'static CitusCluster> {
     static CLUSTER: OnceLock<Option<CitusCluster>> = OnceLock::new();
     let cluster = CLUSTER
         .get_or_init(|| {
@@ -40,7 +40,7 @@ fn cluster() -> Option<&'static CitusCluster> {
 /// `stockload migrate --distributed`. Its URL disables TLS only for the tests' own sqlx
 /// connections; the binary is always given the URL without sslmode (Citus serves TLS with a
 /// self-signed certificate, which stockload accepts like libpq's default `prefer`).
-async fn citus_db(cluster: &CitusCluster) -> TestDb {
+pub(crate) async fn citus_db(cluster: &CitusCluster) -> TestDb {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
         "c{}_{}",

@@ -460,3 +460,29 @@ async fn the_script_runs_on_its_own_and_the_cli_lists_the_flags() {
         "{stats}"
     );
 }
+
+#[tokio::test]
+async fn citus_gives_the_single_node_flags() {
+    let Some(cluster) = crate::citus::cluster() else {
+        return;
+    };
+    let p = planted(61);
+    let (from, to) = all_days();
+    let single = TestDb::new().await;
+    load_ok(&single, &batch(&p, from, to)).await;
+    assert_eq!(flags(&single).await, p.expected);
+    // On Citus in two batches cut after the faults (the append path, context from the shards).
+    let citus = crate::citus::citus_db(cluster).await;
+    let cut = date(&p, AT + 1);
+    load_ok(&citus, &batch(&p, from, cut)).await;
+    let report = load_ok(&citus, &batch(&p, cut, to)).await;
+    assert!(report
+        .summary
+        .scripts
+        .iter()
+        .any(|s| s.name == "citus/quality_checks.sql"));
+    assert_eq!(flags(&citus).await, p.expected);
+    let details = "SELECT string_agg(company_name || stock_date || check_name || detail, ',' \
+                   ORDER BY company_name, stock_date, check_name) FROM quality_flags";
+    assert_eq!(citus.scalar(details).await, single.scalar(details).await);
+}
