@@ -5,7 +5,8 @@
 -- load), else the last succeeded run.
 -- Writes: quality_flags — the current flags of the rows the run touched and of the rows whose
 -- verdict depends on them (a fixed row loses its flag; a flag the run confirms keeps the run that
--- raised it); quality_run_counts — per check, the flags on the run's days and the flags it cleared.
+-- raised it); quality_run_counts — per check, the flags on the run's days and the flags it
+-- cleared.
 -- Never changes historical_stocks_data.
 --
 -- Which rows: per company of the run, the days from its first loaded day on, plus the
@@ -31,20 +32,21 @@ SELECT coalesce(nullif(current_setting('stockload.quality_run', true), '')::bigi
                 nullif(current_setting('stockload.run_id', true), '')::bigint,
                 (SELECT max(l.id) FROM load_runs AS l WHERE l.status = 'succeeded'))
                      AS run_id,
-       60            AS volatility_days,          -- preceding daily returns the scale is taken over
-       20            AS min_volatility_days,      -- fewer usable returns: no jump or split verdict
-       1.25::float8  AS normal_move_factor,       -- moves beyond ×1.25 or ÷1.25 are not volatility
-       10::float8    AS jump_scale_multiple,      -- a move beyond 10× the scale is a jump ...
-       1.15::float8  AS jump_min_factor,          -- ... and beyond ×1.15 or ÷1.15 at least
-       1.04::float8  AS split_ratio_tolerance,    -- the open within ×/÷ 1.04 of an exact split ratio,
-       3::float8     AS split_ratio_scale_multiple, -- widened by 3× the usual daily move (the day's news)
-       5             AS split_persist_days,       -- following days whose close must hold the level:
-       0.5::float8   AS split_persist_share,      -- nearer the new level than the old (half the log size)
-       100::float8   AS unit_factor,              -- cents for dollars
-       2::float8     AS unit_tolerance,           -- a day within ×/÷ 2 of 100× both neighbours ...
-       1.5::float8   AS unit_neighbours_agree,    -- ... which agree within ×/÷ 1.5 with each other
-       0.9::float8   AS calendar_share,           -- a session: this share of the companies trading ...
-       3             AS calendar_min_companies,   -- ... and at least this many
+       -- the scale: the mean absolute daily log return over this many preceding days ...
+       60            AS volatility_days,
+       20            AS min_volatility_days,      -- ... at least this many, else no jump/split
+       1.25::float8  AS normal_move_factor,       -- moves beyond ×/÷ 1.25 are not volatility
+       10::float8    AS jump_scale_multiple,      -- a jump: a move beyond 10× the scale ...
+       1.15::float8  AS jump_min_factor,          -- ... and beyond ×/÷ 1.15
+       1.04::float8  AS split_ratio_tolerance,    -- a split: the open within ×/÷ 1.04 of a ratio,
+       3::float8     AS split_ratio_scale_multiple, -- widened by 3× the scale (the day's news),
+       5             AS split_persist_days,       -- and the closes of this day and the next 5
+       0.5::float8   AS split_persist_share,      -- nearer the new level than the old
+       100::float8   AS unit_factor,              -- a unit error: cents for dollars, a day
+       2::float8     AS unit_tolerance,           -- within ×/÷ 2 of 100× both neighbours,
+       1.5::float8   AS unit_neighbours_agree,    -- which agree within ×/÷ 1.5
+       0.9::float8   AS calendar_share,           -- a session: this share of the companies trade
+       3             AS calendar_min_companies,   -- and at least this many
        1             AS missing_min_sessions;     -- sessions missing before a bar to flag it
 
 -- Per company of the run: first loaded day, the first day re-evaluated, the first day read.
@@ -71,12 +73,12 @@ CREATE TEMPORARY TABLE stockload_quality_found AS
 WITH settings AS (
     SELECT * FROM stockload_quality_settings
 ),
--- The rows read, prices as float8 (the arithmetic below is ratios and logs).
+-- The rows read; open and close also as float8 for the ratios and logs below (only those two:
+-- a numeric's conversion is not free, and the other checks compare the stored values).
 bars AS (
-    SELECT h.company_name, h.stock_date,
-           h.open_value::float8 AS open, h.high_value::float8 AS high,
-           h.low_value::float8 AS low, h.close_value::float8 AS close,
-           h.volume_traded AS volume,
+    SELECT h.company_name, h.stock_date, h.open_value, h.high_value, h.low_value,
+           h.close_value, h.volume_traded,
+           h.open_value::float8 AS open, h.close_value::float8 AS close,
            h.stock_date >= sc.eval_from AS evaluated
     FROM stockload_quality_scope AS sc
     JOIN historical_stocks_data AS h
@@ -118,8 +120,9 @@ recent AS (
 ),
 -- The evaluated rows that any check could flag (most rows fall out here, cheaply).
 suspects AS (
-    SELECT r.company_name, r.stock_date, r.open, r.high, r.low, r.close, r.volume,
-           r.prev_date, r.prev_close, r.prev2_close, r.next_close, r.ahead_max_close, r.ahead_min_close,
+    SELECT r.company_name, r.stock_date, r.open_value, r.high_value, r.low_value,
+           r.close_value, r.volume_traded, r.open, r.close, r.prev_date, r.prev_close,
+           r.prev2_close, r.next_close, r.ahead_max_close, r.ahead_min_close,
            r.move, r.gap,
            CASE WHEN r.normal_days >= s.min_volatility_days
                 THEN r.normal_micro_sum / 1e6 / r.normal_days END AS scale,
@@ -132,10 +135,11 @@ suspects AS (
     FROM recent AS r
     CROSS JOIN settings AS s
     WHERE r.evaluated
-      AND (r.low > r.high OR r.open < r.low OR r.open > r.high OR r.close < r.low
-           OR r.close > r.high
-           OR least(r.open, r.high, r.low, r.close) <= 0
-           OR r.volume = 0
+      AND (r.low_value > r.high_value OR r.open_value < r.low_value
+           OR r.open_value > r.high_value OR r.close_value < r.low_value
+           OR r.close_value > r.high_value
+           OR least(r.open_value, r.high_value, r.low_value, r.close_value) <= 0
+           OR r.volume_traded = 0
            OR abs(r.move) >= ln(s.jump_min_factor)
            OR abs(r.gap) >= ln(s.jump_min_factor)
            OR r.stock_date > r.prev_date + 1)
@@ -168,28 +172,33 @@ split_ratios (label, shares_per_share) AS (
 ohlc_inconsistent AS (
     SELECT x.company_name, x.stock_date, 'ohlc_inconsistent' AS check_name, 'error' AS severity,
            concat_ws('; ',
-                     CASE WHEN x.low > x.high THEN format('low %s is above high %s', x.low, x.high) END,
-                     CASE WHEN x.open < x.low OR x.open > x.high
-                          THEN format('open %s is outside low %s .. high %s', x.open, x.low, x.high) END,
-                     CASE WHEN x.close < x.low OR x.close > x.high
-                          THEN format('close %s is outside low %s .. high %s', x.close, x.low, x.high) END)
+                     CASE WHEN x.low_value > x.high_value
+                          THEN format('low %s is above high %s', x.low_value, x.high_value) END,
+                     CASE WHEN x.open_value < x.low_value OR x.open_value > x.high_value
+                          THEN format('open %s is outside low %s .. high %s',
+                                      x.open_value, x.low_value, x.high_value) END,
+                     CASE WHEN x.close_value < x.low_value OR x.close_value > x.high_value
+                          THEN format('close %s is outside low %s .. high %s',
+                                      x.close_value, x.low_value, x.high_value) END)
                AS detail
     FROM suspects AS x
-    WHERE x.low > x.high OR x.open < x.low OR x.open > x.high OR x.close < x.low OR x.close > x.high
+    WHERE x.low_value > x.high_value OR x.open_value < x.low_value
+       OR x.open_value > x.high_value OR x.close_value < x.low_value
+       OR x.close_value > x.high_value
 ),
 nonpositive_price AS (
     SELECT x.company_name, x.stock_date, 'nonpositive_price', 'error',
-           concat_ws(', ', CASE WHEN x.open <= 0 THEN 'open' END,
-                           CASE WHEN x.high <= 0 THEN 'high' END,
-                           CASE WHEN x.low <= 0 THEN 'low' END,
-                           CASE WHEN x.close <= 0 THEN 'close' END) || ' 0'
+           concat_ws(', ', CASE WHEN x.open_value <= 0 THEN 'open' END,
+                           CASE WHEN x.high_value <= 0 THEN 'high' END,
+                           CASE WHEN x.low_value <= 0 THEN 'low' END,
+                           CASE WHEN x.close_value <= 0 THEN 'close' END) || ' 0'
     FROM suspects AS x
-    WHERE least(x.open, x.high, x.low, x.close) <= 0
+    WHERE least(x.open_value, x.high_value, x.low_value, x.close_value) <= 0
 ),
 unit_error AS (
     SELECT x.company_name, x.stock_date, 'unit_error', 'error',
            format('closes %s between closes of %s and %s: about %s× off (cents for dollars?)',
-                  x.close, x.prev_close, x.next_close,
+                  x.close_value, x.prev_close, x.next_close,
                   CASE WHEN x.close > x.prev_close THEN s.unit_factor::text
                        ELSE '1/' || s.unit_factor END)
     FROM suspects AS x
@@ -199,7 +208,7 @@ unit_error AS (
 suspected_split AS (
     SELECT x.company_name, x.stock_date, 'suspected_split', 'warning',
            format('opens %s after a close of %s: looks like an unadjusted %s split',
-                  x.open, x.prev_close, r.label)
+                  x.open_value, x.prev_close, r.label)
     FROM suspects AS x
     CROSS JOIN settings AS s
     CROSS JOIN LATERAL (SELECT q.label, ln(q.shares_per_share) AS size
@@ -225,7 +234,7 @@ suspected_split AS (
 price_jump AS (
     SELECT x.company_name, x.stock_date, 'price_jump', 'warning',
            format('closes %s after %s (%s%%): %s times its usual daily move of %s%%',
-                  x.close, x.prev_close, round(((exp(x.move) - 1) * 100)::numeric, 1),
+                  x.close_value, x.prev_close, round(((exp(x.move) - 1) * 100)::numeric, 1),
                   coalesce(round((abs(x.move) / nullif(x.scale, 0))::numeric)::text, 'countless'),
                   round((x.scale * 100)::numeric, 2))
     FROM suspects AS x
@@ -239,9 +248,10 @@ price_jump AS (
 ),
 stale_bar AS (
     SELECT x.company_name, x.stock_date, 'stale_bar', 'warning',
-           format('no trading recorded: volume 0 and open = high = low = close = %s', x.close)
+           format('no trading recorded: volume 0 and open = high = low = close = %s', x.close_value)
     FROM suspects AS x
-    WHERE x.volume = 0 AND x.open = x.high AND x.high = x.low AND x.low = x.close
+    WHERE x.volume_traded = 0 AND x.open_value = x.high_value AND x.high_value = x.low_value
+      AND x.low_value = x.close_value
 ),
 missing_sessions AS (
     SELECT x.company_name, x.stock_date, 'missing_sessions', 'warning',
