@@ -486,3 +486,19 @@ async fn citus_gives_the_single_node_flags() {
                    ORDER BY company_name, stock_date, check_name) FROM quality_flags";
     assert_eq!(citus.scalar(details).await, single.scalar(details).await);
 }
+
+#[tokio::test]
+async fn extreme_prices_load_and_get_no_move_verdicts() {
+    let db = TestDb::new().await;
+    let text = "Date,Open,High,Low,Close,Volume,OpenInt\n\
+                2020-01-02,1,1,1,1,100,0\n\
+                2020-01-03,1e200,1e200,1e200,1e200,100,0\n\
+                2020-01-06,1e-200,1e-200,1e-200,1e-200,100,0\n\
+                2020-01-07,0.5,0.5,0.5,0.5,100,0\n\
+                2020-01-08,1e300,2e300,1e300,2e300,100,0\n\
+                2020-01-09,1e-300,1e-300,1e-300,1e-300,100,0\n";
+    let batch = Batch::new(&[("HUGE.csv", text)], "'HUGE.csv'");
+    let report = load_ok(&db, &batch).await;
+    assert_eq!(report.summary.rows_loaded, 6);
+    assert!(flags(&db).await.is_empty(), "{:?}", flags(&db).await);
+}

@@ -87,11 +87,15 @@ FROM (SELECT e.stock_date,
 -- The window pass, on the workers: the rows any check could flag.
 INSERT INTO stockload_quality_suspects
 WITH -- The rows read; open and close also as float8 for the ratios and logs below (only those two:
--- a numeric's conversion is not free, and the other checks compare the stored values).
+-- a numeric's conversion is not free, and the other checks compare the stored values). A price
+-- outside 1e-150 .. 1e150 (a numeric can hold it, a float8 ratio of two might not) has no float:
+-- such a day gets no move-based verdict.
 bars AS (
     SELECT h.company_name, h.stock_date, h.open_value, h.high_value, h.low_value,
            h.close_value, h.volume_traded,
-           h.open_value::float8 AS open, h.close_value::float8 AS close,
+           CASE WHEN h.open_value BETWEEN 1e-150 AND 1e150 THEN h.open_value::float8 END AS open,
+           CASE WHEN h.close_value BETWEEN 1e-150 AND 1e150 THEN h.close_value::float8 END
+               AS close,
            h.stock_date >= sc.eval_from AS evaluated
     FROM stockload_quality_scope AS sc
     JOIN historical_stocks_data AS h
