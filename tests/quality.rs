@@ -485,6 +485,40 @@ async fn citus_gives_the_single_node_flags() {
     let details = "SELECT string_agg(company_name || stock_date || check_name || detail, ',' \
                    ORDER BY company_name, stock_date, check_name) FROM quality_flags";
     assert_eq!(citus.scalar(details).await, single.scalar(details).await);
+
+    // The statements that read or write every row of the batch run on the workers, one task
+    // per shard, nothing pulled back (the checks themselves read only the suspects and send
+    // their flags through the coordinator).
+    let text = stockload::transform::embedded("citus/quality_checks.sql").unwrap();
+    let code: String = text
+        .lines()
+        .map(|line| line.split(" --").next().unwrap_or_default())
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut conn = citus.conn().await;
+    for start in [
+        "INSERT INTO stockload_quality_suspects",
+        "DELETE FROM quality_flags",
+        "INSERT INTO quality_flags",
+    ] {
+        let statement = code
+            .split(";\n")
+            .map(str::trim)
+            .find(|s| s.starts_with(start))
+            .unwrap_or_else(|| panic!("no statement {start}"));
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN (COSTS OFF) {statement}"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{start}: {e}"));
+        let plan = plan.join("\n");
+        assert!(plan.contains("Task Count: 32"), "{start}:\n{plan}");
+        for bad in ["repartition", "pull to coordinator"] {
+            assert!(!plan.contains(bad), "{start}: {bad}\n{plan}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,8 @@
 -- emptied here at the start and at the end, inside the load's transaction (runs take turns under
 -- the advisory lock). The window pass runs on the workers, shard by shard (every window is
 -- PARTITION BY company_name and every join is on it); only the calendar (one row per day, a
--- reference table) and the counts per check go through the coordinator.
+-- reference table), the flags (the checks read just the suspect rows) and the counts per check
+-- go through the coordinator.
 -- The settings below must stay those of quality_checks.sql (a unit test compares them).
 TRUNCATE stockload_quality_settings, stockload_quality_scope, stockload_quality_calendar,
          stockload_quality_suspects, stockload_quality_found;
