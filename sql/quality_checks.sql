@@ -76,7 +76,9 @@ WITH settings AS (
 -- The rows read; open and close also as float8 for the ratios and logs below (only those two:
 -- a numeric's conversion is not free, and the other checks compare the stored values). A price
 -- outside 1e-150 .. 1e150 (a numeric can hold it, a float8 ratio of two might not) has no float:
--- such a day gets no move-based verdict.
+-- such a day gets no move-based verdict. Read per company (an index range scan each, in company
+-- order, so the window's sort only orders each company's days): the cost follows the scope,
+-- whatever the planner believes about the table's size.
 bars AS (
     SELECT h.company_name, h.stock_date, h.open_value, h.high_value, h.low_value,
            h.close_value, h.volume_traded,
@@ -84,9 +86,10 @@ bars AS (
            CASE WHEN h.close_value BETWEEN 1e-150 AND 1e150 THEN h.close_value::float8 END
                AS close,
            h.stock_date >= sc.eval_from AS evaluated
-    FROM stockload_quality_scope AS sc
-    JOIN historical_stocks_data AS h
-      ON h.company_name = sc.company_name AND h.stock_date >= sc.read_from
+    FROM (SELECT * FROM stockload_quality_scope ORDER BY company_name) AS sc
+    CROSS JOIN LATERAL (SELECT * FROM historical_stocks_data AS x
+                        WHERE x.company_name = sc.company_name AND x.stock_date >= sc.read_from
+                        OFFSET 0) AS h
 ),
 -- Each day beside its neighbours: previous day and close, the close two days back (is the
 -- previous day a 100× error?), the next close, the range of the closes from this day to
