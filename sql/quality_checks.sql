@@ -49,12 +49,15 @@ SELECT coalesce(nullif(current_setting('stockload.quality_run', true), '')::bigi
        3             AS calendar_min_companies,   -- and at least this many
        1             AS missing_min_sessions;     -- sessions missing before a bar to flag it
 
--- Per company of the run: first loaded day, the first day re-evaluated, the first day read.
+-- Per company of the run: first loaded day, the first day re-evaluated, the first day read, the
+-- last day.
 CREATE TEMPORARY TABLE stockload_quality_scope AS
 SELECT sc.company_name,
        sc.first_date,
        coalesce(back.eval_from, sc.first_date) AS eval_from,
-       coalesce(back.read_from, sc.first_date) AS read_from
+       coalesce(back.read_from, sc.first_date) AS read_from,
+       (SELECT max(h.stock_date) FROM historical_stocks_data AS h
+        WHERE h.company_name = sc.company_name) AS last_date
 FROM stockload_quality_settings AS s
 JOIN load_run_scope AS sc ON sc.run_id = s.run_id
 CROSS JOIN LATERAL (
@@ -73,83 +76,29 @@ CREATE TEMPORARY TABLE stockload_quality_found AS
 WITH settings AS (
     SELECT * FROM stockload_quality_settings
 ),
--- The rows read; open and close also as float8 for the ratios and logs below (only those two:
--- a numeric's conversion is not free, and the other checks compare the stored values). A price
--- outside 1e-150 .. 1e150 (a numeric can hold it, a float8 ratio of two might not) has no float:
--- such a day gets no move-based verdict. Read per company (an index range scan each, in company
--- order, so the window's sort only orders each company's days): the cost follows the scope,
--- whatever the planner believes about the table's size.
+-- The rows read, narrow: open and close as float8 for the ratios and logs below (only those two:
+-- a numeric's conversion is not free), and the stored values only on a bar the row-local checks
+-- will flag (odd_bar; NULL on every other day, so the sort and the windows carry little). A
+-- price outside 1e-150 .. 1e150 (a numeric can hold it, a float8 ratio of two might not) has no
+-- float: such a day gets no move-based verdict. Read per company (an index range scan each): the
+-- cost follows the scope, whatever the planner believes about the table's size.
 bars AS (
-    SELECT h.company_name, h.stock_date, h.open_value, h.high_value, h.low_value,
-           h.close_value, h.volume_traded,
+    SELECT h.company_name, h.stock_date,
            CASE WHEN h.open_value BETWEEN 1e-150 AND 1e150 THEN h.open_value::float8 END AS open,
            CASE WHEN h.close_value BETWEEN 1e-150 AND 1e150 THEN h.close_value::float8 END
                AS close,
-           h.stock_date >= sc.eval_from AS evaluated
-    FROM (SELECT * FROM stockload_quality_scope ORDER BY company_name) AS sc
+           h.stock_date >= sc.eval_from AS evaluated,
+           CASE WHEN h.low_value > h.high_value OR h.open_value < h.low_value
+                     OR h.open_value > h.high_value OR h.close_value < h.low_value
+                     OR h.close_value > h.high_value
+                     OR least(h.open_value, h.high_value, h.low_value, h.close_value) <= 0
+                     OR h.volume_traded = 0
+                THEN ARRAY[h.open_value, h.high_value, h.low_value, h.close_value,
+                           h.volume_traded] END AS odd_bar
+    FROM stockload_quality_scope AS sc
     CROSS JOIN LATERAL (SELECT * FROM historical_stocks_data AS x
                         WHERE x.company_name = sc.company_name AND x.stock_date >= sc.read_from
                         OFFSET 0) AS h
-),
--- Each day beside its neighbours: previous day and close, the close two days back (is the
--- previous day a 100× error?), the next close, the range of the closes from this day to
--- split_persist_days on (lead(), not a max() frame: a frame max is recomputed per row).
-neighbours AS (
-    SELECT b.*,
-           lag(b.stock_date) OVER w AS prev_date,
-           lag(b.close) OVER w AS prev_close,
-           lag(b.close, 2) OVER w AS prev2_close,
-           lead(b.close) OVER w AS next_close,
-           greatest(b.close, lead(b.close) OVER w, lead(b.close, 2) OVER w,
-                    lead(b.close, 3) OVER w, lead(b.close, 4) OVER w,
-                    lead(b.close, 5) OVER w) AS ahead_max_close,      -- split_persist_days
-           least(b.close, lead(b.close) OVER w, lead(b.close, 2) OVER w,
-                 lead(b.close, 3) OVER w, lead(b.close, 4) OVER w,
-                 lead(b.close, 5) OVER w) AS ahead_min_close,
-           CASE WHEN b.close > 0 AND lag(b.close) OVER w > 0
-                THEN ln(b.close / lag(b.close) OVER w) END AS move,
-           CASE WHEN b.open > 0 AND lag(b.close) OVER w > 0
-                THEN ln(b.open / lag(b.close) OVER w) END AS gap
-    FROM bars AS b
-    WINDOW w AS (PARTITION BY b.company_name ORDER BY b.stock_date)
-),
--- The company's recent normal volatility: sum and count of its normal moves in the frame.
-recent AS (
-    SELECT n.*,
-           sum(CASE WHEN abs(n.move) <= ln(s.normal_move_factor)
-                    THEN round(abs(n.move) * 1e6)::bigint END) OVER prior AS normal_micro_sum,
-           count(CASE WHEN abs(n.move) <= ln(s.normal_move_factor) THEN 1 END) OVER prior
-               AS normal_days
-    FROM neighbours AS n
-    CROSS JOIN settings AS s
-    WINDOW prior AS (PARTITION BY n.company_name ORDER BY n.stock_date
-                     ROWS BETWEEN 60 PRECEDING AND 1 PRECEDING)         -- volatility_days
-),
--- The evaluated rows that any check could flag (most rows fall out here, cheaply).
-suspects AS (
-    SELECT r.company_name, r.stock_date, r.open_value, r.high_value, r.low_value,
-           r.close_value, r.volume_traded, r.open, r.close, r.prev_date, r.prev_close,
-           r.prev2_close, r.next_close, r.ahead_max_close, r.ahead_min_close,
-           r.move, r.gap,
-           CASE WHEN r.normal_days >= s.min_volatility_days
-                THEN r.normal_micro_sum / 1e6 / r.normal_days END AS scale,
-           coalesce(stockload_unit_error(r.prev_close, r.close, r.next_close, s.unit_factor,
-                                         s.unit_tolerance, s.unit_neighbours_agree), false)
-               AS unit_off,
-           coalesce(stockload_unit_error(r.prev2_close, r.prev_close, r.close, s.unit_factor,
-                                         s.unit_tolerance, s.unit_neighbours_agree), false)
-               AS after_unit_off
-    FROM recent AS r
-    CROSS JOIN settings AS s
-    WHERE r.evaluated
-      AND (r.low_value > r.high_value OR r.open_value < r.low_value
-           OR r.open_value > r.high_value OR r.close_value < r.low_value
-           OR r.close_value > r.high_value
-           OR least(r.open_value, r.high_value, r.low_value, r.close_value) <= 0
-           OR r.volume_traded = 0
-           OR abs(r.move) >= ln(s.jump_min_factor)
-           OR abs(r.gap) >= ln(s.jump_min_factor)
-           OR r.stock_date > r.prev_date + 1)
 ),
 -- The trading calendar, learned from the rows read: a session is a day on which at least
 -- calendar_share of the companies whose read range spans it have a bar (and at least
@@ -165,11 +114,71 @@ calendar AS (
           FROM (SELECT stock_date, count(*) AS with_bar, 0 AS spans
                 FROM bars GROUP BY stock_date
                 UNION ALL
-                SELECT min(stock_date), 0, 1 FROM bars GROUP BY company_name
+                SELECT read_from, 0, 1 FROM stockload_quality_scope
                 UNION ALL
-                SELECT max(stock_date) + 1, 0, -1 FROM bars GROUP BY company_name) AS e
+                SELECT last_date + 1, 0, -1 FROM stockload_quality_scope) AS e
           CROSS JOIN settings AS s
           GROUP BY e.stock_date, s.calendar_min_companies, s.calendar_share) AS c
+),
+-- Each day beside its neighbours: previous day and close, the close two days back (is the
+-- previous day a 100× error?), the next close, the range of the closes from this day to
+-- split_persist_days on (lead(), not a max() frame: a frame max is recomputed per row), and the
+-- sessions missing since the previous bar.
+neighbours AS (
+    SELECT b.company_name, b.stock_date, b.evaluated, b.odd_bar, b.open, b.close,
+           lag(b.stock_date) OVER w AS prev_date,
+           lag(b.close) OVER w AS prev_close,
+           lag(b.close, 2) OVER w AS prev2_close,
+           lead(b.close) OVER w AS next_close,
+           greatest(b.close, lead(b.close) OVER w, lead(b.close, 2) OVER w,
+                    lead(b.close, 3) OVER w, lead(b.close, 4) OVER w,
+                    lead(b.close, 5) OVER w) AS ahead_max_close,      -- split_persist_days
+           least(b.close, lead(b.close) OVER w, lead(b.close, 2) OVER w,
+                 lead(b.close, 3) OVER w, lead(b.close, 4) OVER w,
+                 lead(b.close, 5) OVER w) AS ahead_min_close,
+           CASE WHEN b.close > 0 AND lag(b.close) OVER w > 0
+                THEN ln(b.close / lag(b.close) OVER w) END AS move,
+           CASE WHEN b.open > 0 AND lag(b.close) OVER w > 0
+                THEN ln(b.open / lag(b.close) OVER w) END AS gap,
+           c.sessions_through - c.is_session - lag(c.sessions_through) OVER w AS missing
+    FROM bars AS b
+    JOIN calendar AS c ON c.stock_date = b.stock_date
+    WINDOW w AS (PARTITION BY b.company_name ORDER BY b.stock_date)
+),
+-- The company's recent normal volatility: sum and count of its normal moves in the frame. (In
+-- the window pass the settings are read once, as scalar subqueries, not joined to every row.)
+recent AS (
+    SELECT n.*,
+           sum(CASE WHEN abs(n.move) <= (SELECT ln(normal_move_factor) FROM settings)
+                    THEN round(abs(n.move) * 1e6)::bigint END) OVER prior AS normal_micro_sum,
+           count(CASE WHEN abs(n.move) <= (SELECT ln(normal_move_factor) FROM settings)
+                      THEN 1 END) OVER prior AS normal_days
+    FROM neighbours AS n
+    WINDOW prior AS (PARTITION BY n.company_name ORDER BY n.stock_date
+                     ROWS BETWEEN 60 PRECEDING AND 1 PRECEDING)         -- volatility_days
+),
+-- The evaluated rows that any check could flag (most rows fall out here, cheaply).
+suspects AS (
+    SELECT r.company_name, r.stock_date,
+           r.odd_bar[1] AS open_value, r.odd_bar[2] AS high_value, r.odd_bar[3] AS low_value,
+           r.odd_bar[4] AS close_value, r.odd_bar[5] AS volume_traded,
+           r.open, r.close, r.prev_date, r.prev_close, r.prev2_close, r.next_close,
+           r.ahead_max_close, r.ahead_min_close, r.move, r.gap, r.missing,
+           CASE WHEN r.normal_days >= s.min_volatility_days
+                THEN r.normal_micro_sum / 1e6 / r.normal_days END AS scale,
+           coalesce(stockload_unit_error(r.prev_close, r.close, r.next_close, s.unit_factor,
+                                         s.unit_tolerance, s.unit_neighbours_agree), false)
+               AS unit_off,
+           coalesce(stockload_unit_error(r.prev2_close, r.prev_close, r.close, s.unit_factor,
+                                         s.unit_tolerance, s.unit_neighbours_agree), false)
+               AS after_unit_off
+    FROM recent AS r
+    CROSS JOIN settings AS s            -- joined after the filter, which reads none of it
+    WHERE r.evaluated
+      AND (r.odd_bar IS NOT NULL
+           OR abs(r.move) >= (SELECT ln(jump_min_factor) FROM settings)
+           OR abs(r.gap) >= (SELECT ln(jump_min_factor) FROM settings)
+           OR r.missing >= (SELECT missing_min_sessions FROM settings))
 ),
 split_ratios (label, shares_per_share) AS (
     VALUES ('2:1', 2::float8), ('3:2', 1.5), ('3:1', 3), ('4:1', 4), ('5:1', 5), ('10:1', 10),
@@ -205,7 +214,7 @@ nonpositive_price AS (
 unit_error AS (
     SELECT x.company_name, x.stock_date, 'unit_error', 'error',
            format('closes %s between closes of %s and %s: about %s× off (cents for dollars?)',
-                  x.close_value, x.prev_close, x.next_close,
+                  x.close, x.prev_close, x.next_close,
                   CASE WHEN x.close > x.prev_close THEN s.unit_factor::text
                        ELSE '1/' || s.unit_factor END)
     FROM suspects AS x
@@ -215,7 +224,7 @@ unit_error AS (
 suspected_split AS (
     SELECT x.company_name, x.stock_date, 'suspected_split', 'warning',
            format('opens %s after a close of %s: looks like an unadjusted %s split',
-                  x.open_value, x.prev_close, r.label)
+                  x.open, x.prev_close, r.label)
     FROM suspects AS x
     CROSS JOIN settings AS s
     CROSS JOIN LATERAL (SELECT q.label, ln(q.shares_per_share) AS size
@@ -241,7 +250,7 @@ suspected_split AS (
 price_jump AS (
     SELECT x.company_name, x.stock_date, 'price_jump', 'warning',
            format('closes %s after %s (%s%%): %s times its usual daily move of %s%%',
-                  x.close_value, x.prev_close, round(((exp(x.move) - 1) * 100)::numeric, 1),
+                  x.close, x.prev_close, round(((exp(x.move) - 1) * 100)::numeric, 1),
                   coalesce(round((abs(x.move) / nullif(x.scale, 0))::numeric)::text, 'countless'),
                   round((x.scale * 100)::numeric, 2))
     FROM suspects AS x
@@ -263,15 +272,10 @@ stale_bar AS (
 missing_sessions AS (
     SELECT x.company_name, x.stock_date, 'missing_sessions', 'warning',
            format('%s sessions missing since the previous bar (%s): days on which nearly all of '
-                  'the batch''s companies have a bar', m.missing, x.prev_date)
+                  'the batch''s companies have a bar', x.missing, x.prev_date)
     FROM suspects AS x
     CROSS JOIN settings AS s
-    JOIN calendar AS today ON today.stock_date = x.stock_date
-    JOIN calendar AS before ON before.stock_date = x.prev_date
-    CROSS JOIN LATERAL (SELECT today.sessions_through - today.is_session
-                               - before.sessions_through AS missing) AS m
-    WHERE x.stock_date > x.prev_date + 1
-      AND m.missing >= s.missing_min_sessions
+    WHERE x.missing >= s.missing_min_sessions
 )
 SELECT * FROM ohlc_inconsistent
 UNION ALL SELECT * FROM nonpositive_price

@@ -65,10 +65,10 @@ CREATE TABLE IF NOT EXISTS stockload_quality_calendar (
 );
 CREATE TABLE IF NOT EXISTS stockload_quality_suspects (
     company_name text COLLATE "C" NOT NULL, stock_date date NOT NULL, open_value numeric,
-    high_value numeric, low_value numeric, close_value numeric, volume_traded bigint,
-    open float8, close float8, prev_date date, prev_close float8,
-    prev2_close float8, next_close float8, ahead_max_close float8, ahead_min_close float8,
-    move float8, gap float8, scale float8, unit_off boolean, after_unit_off boolean
+    high_value numeric, low_value numeric, close_value numeric, volume_traded numeric,
+    open float8, close float8, prev_date date, prev_close float8, prev2_close float8,
+    next_close float8, ahead_max_close float8, ahead_min_close float8, move float8, gap float8,
+    missing bigint, scale float8, unit_off boolean, after_unit_off boolean
 );
 CREATE TABLE IF NOT EXISTS stockload_quality_found (
     company_name text COLLATE "C" NOT NULL, stock_date date NOT NULL, check_name text NOT NULL,

@@ -87,29 +87,36 @@ FROM (SELECT e.stock_date,
 
 -- The window pass, on the workers: the rows any check could flag.
 INSERT INTO stockload_quality_suspects
-WITH -- The rows read; open and close also as float8 for the ratios and logs below (only those two:
--- a numeric's conversion is not free, and the other checks compare the stored values). A price
--- outside 1e-150 .. 1e150 (a numeric can hold it, a float8 ratio of two might not) has no float:
--- such a day gets no move-based verdict. Read per company (an index range scan each, in company
--- order, so the window's sort only orders each company's days): the cost follows the scope,
--- whatever the planner believes about the table's size.
+WITH -- The rows read, narrow: open and close as float8 for the ratios and logs below (only those two:
+-- a numeric's conversion is not free), and the stored values only on a bar the row-local checks
+-- will flag (odd_bar; NULL on every other day, so the sort and the windows carry little). A
+-- price outside 1e-150 .. 1e150 (a numeric can hold it, a float8 ratio of two might not) has no
+-- float: such a day gets no move-based verdict. Read per company (an index range scan each): the
+-- cost follows the scope, whatever the planner believes about the table's size.
 bars AS (
-    SELECT h.company_name, h.stock_date, h.open_value, h.high_value, h.low_value,
-           h.close_value, h.volume_traded,
+    SELECT h.company_name, h.stock_date,
            CASE WHEN h.open_value BETWEEN 1e-150 AND 1e150 THEN h.open_value::float8 END AS open,
            CASE WHEN h.close_value BETWEEN 1e-150 AND 1e150 THEN h.close_value::float8 END
                AS close,
-           h.stock_date >= sc.eval_from AS evaluated
-    FROM (SELECT * FROM stockload_quality_scope ORDER BY company_name) AS sc
+           h.stock_date >= sc.eval_from AS evaluated,
+           CASE WHEN h.low_value > h.high_value OR h.open_value < h.low_value
+                     OR h.open_value > h.high_value OR h.close_value < h.low_value
+                     OR h.close_value > h.high_value
+                     OR least(h.open_value, h.high_value, h.low_value, h.close_value) <= 0
+                     OR h.volume_traded = 0
+                THEN ARRAY[h.open_value, h.high_value, h.low_value, h.close_value,
+                           h.volume_traded] END AS odd_bar
+    FROM stockload_quality_scope AS sc
     CROSS JOIN LATERAL (SELECT * FROM historical_stocks_data AS x
                         WHERE x.company_name = sc.company_name AND x.stock_date >= sc.read_from
                         OFFSET 0) AS h
 ),
 -- Each day beside its neighbours: previous day and close, the close two days back (is the
 -- previous day a 100× error?), the next close, the range of the closes from this day to
--- split_persist_days on (lead(), not a max() frame: a frame max is recomputed per row).
+-- split_persist_days on (lead(), not a max() frame: a frame max is recomputed per row), and the
+-- sessions missing since the previous bar.
 neighbours AS (
-    SELECT b.*,
+    SELECT b.company_name, b.stock_date, b.evaluated, b.odd_bar, b.open, b.close,
            lag(b.stock_date) OVER w AS prev_date,
            lag(b.close) OVER w AS prev_close,
            lag(b.close, 2) OVER w AS prev2_close,
@@ -123,8 +130,10 @@ neighbours AS (
            CASE WHEN b.close > 0 AND lag(b.close) OVER w > 0
                 THEN ln(b.close / lag(b.close) OVER w) END AS move,
            CASE WHEN b.open > 0 AND lag(b.close) OVER w > 0
-                THEN ln(b.open / lag(b.close) OVER w) END AS gap
+                THEN ln(b.open / lag(b.close) OVER w) END AS gap,
+           c.sessions_through - c.is_session - lag(c.sessions_through) OVER w AS missing
     FROM bars AS b
+    JOIN stockload_quality_calendar AS c ON c.stock_date = b.stock_date
     WINDOW w AS (PARTITION BY b.company_name ORDER BY b.stock_date)
 ),
 -- The company's recent normal volatility: sum and count of its normal moves in the frame.
@@ -141,10 +150,11 @@ recent AS (
 ),
 -- The evaluated rows that any check could flag (most rows fall out here, cheaply).
 suspects AS (
-    SELECT r.company_name, r.stock_date, r.open_value, r.high_value, r.low_value,
-           r.close_value, r.volume_traded, r.open, r.close, r.prev_date, r.prev_close,
-           r.prev2_close, r.next_close, r.ahead_max_close, r.ahead_min_close,
-           r.move, r.gap,
+    SELECT r.company_name, r.stock_date,
+           r.odd_bar[1] AS open_value, r.odd_bar[2] AS high_value, r.odd_bar[3] AS low_value,
+           r.odd_bar[4] AS close_value, r.odd_bar[5] AS volume_traded,
+           r.open, r.close, r.prev_date, r.prev_close, r.prev2_close, r.next_close,
+           r.ahead_max_close, r.ahead_min_close, r.move, r.gap, r.missing,
            CASE WHEN r.normal_days >= s.min_volatility_days
                 THEN r.normal_micro_sum / 1e6 / r.normal_days END AS scale,
            coalesce(stockload_unit_error(r.prev_close, r.close, r.next_close, s.unit_factor,
@@ -156,14 +166,10 @@ suspects AS (
     FROM recent AS r
     CROSS JOIN stockload_quality_settings AS s
     WHERE r.evaluated
-      AND (r.low_value > r.high_value OR r.open_value < r.low_value
-           OR r.open_value > r.high_value OR r.close_value < r.low_value
-           OR r.close_value > r.high_value
-           OR least(r.open_value, r.high_value, r.low_value, r.close_value) <= 0
-           OR r.volume_traded = 0
+      AND (r.odd_bar IS NOT NULL
            OR abs(r.move) >= ln(s.jump_min_factor)
            OR abs(r.gap) >= ln(s.jump_min_factor)
-           OR r.stock_date > r.prev_date + 1)
+           OR r.missing >= s.missing_min_sessions)
 )
 SELECT * FROM suspects;
 
@@ -202,7 +208,7 @@ nonpositive_price AS (
 unit_error AS (
     SELECT x.company_name, x.stock_date, 'unit_error', 'error',
            format('closes %s between closes of %s and %s: about %s× off (cents for dollars?)',
-                  x.close_value, x.prev_close, x.next_close,
+                  x.close, x.prev_close, x.next_close,
                   CASE WHEN x.close > x.prev_close THEN s.unit_factor::text
                        ELSE '1/' || s.unit_factor END)
     FROM stockload_quality_suspects AS x
@@ -212,7 +218,7 @@ unit_error AS (
 suspected_split AS (
     SELECT x.company_name, x.stock_date, 'suspected_split', 'warning',
            format('opens %s after a close of %s: looks like an unadjusted %s split',
-                  x.open_value, x.prev_close, r.label)
+                  x.open, x.prev_close, r.label)
     FROM stockload_quality_suspects AS x
     CROSS JOIN stockload_quality_settings AS s
     CROSS JOIN LATERAL (SELECT q.label, ln(q.shares_per_share) AS size
@@ -238,7 +244,7 @@ suspected_split AS (
 price_jump AS (
     SELECT x.company_name, x.stock_date, 'price_jump', 'warning',
            format('closes %s after %s (%s%%): %s times its usual daily move of %s%%',
-                  x.close_value, x.prev_close, round(((exp(x.move) - 1) * 100)::numeric, 1),
+                  x.close, x.prev_close, round(((exp(x.move) - 1) * 100)::numeric, 1),
                   coalesce(round((abs(x.move) / nullif(x.scale, 0))::numeric)::text, 'countless'),
                   round((x.scale * 100)::numeric, 2))
     FROM stockload_quality_suspects AS x
@@ -260,15 +266,10 @@ stale_bar AS (
 missing_sessions AS (
     SELECT x.company_name, x.stock_date, 'missing_sessions', 'warning',
            format('%s sessions missing since the previous bar (%s): days on which nearly all of '
-                  'the batch''s companies have a bar', m.missing, x.prev_date)
+                  'the batch''s companies have a bar', x.missing, x.prev_date)
     FROM stockload_quality_suspects AS x
     CROSS JOIN stockload_quality_settings AS s
-    JOIN stockload_quality_calendar AS today ON today.stock_date = x.stock_date
-    JOIN stockload_quality_calendar AS before ON before.stock_date = x.prev_date
-    CROSS JOIN LATERAL (SELECT today.sessions_through - today.is_session
-                               - before.sessions_through AS missing) AS m
-    WHERE x.stock_date > x.prev_date + 1
-      AND m.missing >= s.missing_min_sessions
+    WHERE x.missing >= s.missing_min_sessions
 )
 SELECT * FROM ohlc_inconsistent
 UNION ALL SELECT * FROM nonpositive_price
