@@ -160,7 +160,10 @@ async fn a_citus_cluster_distributes_a_table_over_two_workers() {
     assert_eq!(
         kinds,
         "historical_stocks_data:h,load_rejects:n,load_run_scope:n,load_runs:n,\
-         processed_markers:n,stockload_scope:h,stockload_stage:h"
+         processed_markers:n,quality_flags:h,quality_run_counts:n,\
+         stockload_quality_calendar:n,stockload_quality_found:h,stockload_quality_scope:h,\
+         stockload_quality_settings:n,stockload_quality_suspects:h,stockload_scope:h,\
+         stockload_stage:h"
     );
     // Rerunning is harmless.
     let url = db.url.trim_end_matches("?sslmode=disable").to_string();
