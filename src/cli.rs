@@ -279,7 +279,7 @@ pub struct QualityArgs {
     pub check: Option<String>,
     /// At most this many flags.
     #[arg(long, default_value_t = 1000)]
-    pub limit: i64,
+    pub limit: u32,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,

@@ -15,7 +15,8 @@ pub(crate) async fn run(args: QualityArgs) -> Result<bool> {
         Some(run_id) => quality::counts(&mut conn, run_id).await?,
         None => Vec::new(),
     };
-    let flags = quality::flags(&mut conn, args.run, args.check.as_deref(), args.limit).await?;
+    let limit = i64::from(args.limit);
+    let flags = quality::flags(&mut conn, args.run, args.check.as_deref(), limit).await?;
     if args.json {
         let json = serde_json::json!({ "run_id": args.run, "counts": counts, "flags": flags });
         outln!(
@@ -39,7 +40,7 @@ pub(crate) async fn run(args: QualityArgs) -> Result<bool> {
     for flag in &flags {
         outln!("{:<8} {}", flag.severity, flag);
     }
-    if flags.len() as i64 == args.limit {
+    if flags.len() as i64 == limit {
         outln!("(first {} flags; --limit shows more)", args.limit);
     }
     Ok(true)
