@@ -121,21 +121,14 @@ calendar AS (
           GROUP BY e.stock_date, s.calendar_min_companies, s.calendar_share) AS c
 ),
 -- Each day beside its neighbours: previous day and close, the close two days back (is the
--- previous day a 100× error?), the next close, the range of the closes from this day to
--- split_persist_days on (lead(), not a max() frame: a frame max is recomputed per row), and the
--- sessions missing since the previous bar.
+-- previous day a 100× error?), the next close, and the sessions missing since the previous bar.
+-- (What the split check needs of the following days it reads for its few candidates only.)
 neighbours AS (
     SELECT b.company_name, b.stock_date, b.evaluated, b.odd_bar, b.open, b.close,
            lag(b.stock_date) OVER w AS prev_date,
            lag(b.close) OVER w AS prev_close,
            lag(b.close, 2) OVER w AS prev2_close,
            lead(b.close) OVER w AS next_close,
-           greatest(b.close, lead(b.close) OVER w, lead(b.close, 2) OVER w,
-                    lead(b.close, 3) OVER w, lead(b.close, 4) OVER w,
-                    lead(b.close, 5) OVER w) AS ahead_max_close,      -- split_persist_days
-           least(b.close, lead(b.close) OVER w, lead(b.close, 2) OVER w,
-                 lead(b.close, 3) OVER w, lead(b.close, 4) OVER w,
-                 lead(b.close, 5) OVER w) AS ahead_min_close,
            CASE WHEN b.close > 0 AND lag(b.close) OVER w > 0
                 THEN ln(b.close / lag(b.close) OVER w) END AS move,
            CASE WHEN b.open > 0 AND lag(b.close) OVER w > 0
@@ -163,7 +156,7 @@ suspects AS (
            r.odd_bar[1] AS open_value, r.odd_bar[2] AS high_value, r.odd_bar[3] AS low_value,
            r.odd_bar[4] AS close_value, r.odd_bar[5] AS volume_traded,
            r.open, r.close, r.prev_date, r.prev_close, r.prev2_close, r.next_close,
-           r.ahead_max_close, r.ahead_min_close, r.move, r.gap, r.missing,
+           r.move, r.gap, r.missing,
            CASE WHEN r.normal_days >= s.min_volatility_days
                 THEN r.normal_micro_sum / 1e6 / r.normal_days END AS scale,
            coalesce(stockload_unit_error(r.prev_close, r.close, r.next_close, s.unit_factor,
@@ -231,15 +224,24 @@ suspected_split AS (
                         FROM split_ratios AS q
                         ORDER BY abs(x.gap + ln(q.shares_per_share))
                         LIMIT 1) AS r
+    -- the range of the closes from this day to split_persist_days on (an index probe each)
+    CROSS JOIN LATERAL (SELECT max(a.close) AS max_close, min(a.close) AS min_close
+                        FROM (SELECT CASE WHEN y.close_value BETWEEN 1e-150 AND 1e150
+                                          THEN y.close_value::float8 END AS close
+                              FROM historical_stocks_data AS y
+                              WHERE y.company_name = x.company_name
+                                AND y.stock_date >= x.stock_date
+                              ORDER BY y.stock_date
+                              LIMIT s.split_persist_days + 1) AS a) AS ahead
     WHERE abs(x.gap) >= ln(s.jump_min_factor)
       AND abs(x.gap) >= s.jump_scale_multiple * x.scale
       AND NOT x.unit_off
       AND abs(x.gap + r.size) <= ln(s.split_ratio_tolerance) + s.split_ratio_scale_multiple * x.scale
       -- the new level holds: this day's and the next days' closes stay near the open (CASE:
       -- no logarithm of a zero price is ever taken)
-      AND CASE WHEN x.ahead_min_close > 0 AND x.open > 0
-               THEN ln(x.ahead_max_close / x.open) <= s.split_persist_share * abs(r.size)
-                    AND ln(x.open / x.ahead_min_close) <= s.split_persist_share * abs(r.size)
+      AND CASE WHEN ahead.min_close > 0 AND x.open > 0
+               THEN ln(ahead.max_close / x.open) <= s.split_persist_share * abs(r.size)
+                    AND ln(x.open / ahead.min_close) <= s.split_persist_share * abs(r.size)
                ELSE false END
       -- a one-day move and its way back is no split: the close two days before is not at the
       -- new level
