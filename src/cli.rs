@@ -42,6 +42,8 @@ pub enum Command {
     Sql(SqlArgs),
     /// What an analyst checks first: rows, companies, dates, changes, the last run.
     Stats(StatsArgs),
+    /// List the data-quality flags (of one run, of one check): the rows the checks found suspect.
+    Quality(QualityArgs),
     /// Write the table as historical_stock_data.csv (no header, the nine columns in table order).
     Export(ExportArgs),
     /// Write a run's report: one self-contained HTML page (no script, nothing fetched).
@@ -154,6 +156,10 @@ pub struct RunArgs {
     /// transforms of one chunk run while the next is staged.
     #[arg(long, default_value_t = crate::plan::DEFAULT_CHUNK_ROWS, value_name = "ROWS")]
     pub chunk_rows: u64,
+    /// Fail the run (and load nothing) when the quality checks' error flags exceed this fraction
+    /// of the rows loaded (e.g. 0.001); by default a run never fails for them.
+    #[arg(long, value_name = "RATIO")]
+    pub fail_on_quality_errors: Option<f64>,
     /// Run the transform scripts from this folder instead of the embedded ones (to try a change).
     #[arg(long, value_name = "DIR")]
     pub sql_dir: Option<PathBuf>,
@@ -263,6 +269,27 @@ pub struct SqlArgs {
 /// `stockload stats`.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Database connection.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `stockload quality`.
+#[derive(Debug, Args)]
+pub struct QualityArgs {
+    /// Only the flags raised by this run (load_runs.id), with its counts per check.
+    #[arg(long, value_name = "N")]
+    pub run: Option<i64>,
+    /// Only this check's flags.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(
+        crate::quality::CHECKS.map(|(name, _)| name)))]
+    pub check: Option<String>,
+    /// At most this many flags.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,

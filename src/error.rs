@@ -144,6 +144,24 @@ pub enum Error {
         max_ratio: f64,
     },
 
+    /// The quality checks flagged more error rows than `--fail-on-quality-errors` allows.
+    #[error(
+        "too many quality errors: {errors} error flags on {rows} loaded rows ({percent:.2}%), \
+         more than --fail-on-quality-errors {max_ratio} allows; nothing was loaded (first: {first})"
+    )]
+    TooManyQualityErrors {
+        /// Error flags on the run's days.
+        errors: u64,
+        /// Rows the run loaded.
+        rows: u64,
+        /// errors / rows as a percentage.
+        percent: f64,
+        /// The configured maximum ratio.
+        max_ratio: f64,
+        /// The first error flags, as "COMPANY DATE check: detail".
+        first: String,
+    },
+
     /// A stop signal (SIGTERM, SIGINT) ended the run: its statement was cancelled on the server
     /// and its transaction rolled back.
     #[error("interrupted by {0}: the load was cancelled and rolled back, nothing was written")]

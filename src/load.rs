@@ -13,6 +13,7 @@ use crate::db::{self, engine, Db, LOAD_LOCK_KEY};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Abandoned};
 use crate::plan::Plan;
+use crate::quality;
 use crate::shutdown;
 use crate::stage::{self, Batch, StageCounts};
 use crate::storage::index::{parse_index, Entry};
@@ -183,6 +184,7 @@ async fn run_batch(
     record_counts(summary, &counts);
     check_limits(summary, plan.max_reject_ratio)?;
     run_scripts(&mut tx, &steps.finish, summary).await?;
+    quality::review(&mut tx, run_id, plan.fail_on_quality_errors, summary).await?;
 
     if let Some(marker) = &plan.marker {
         ledger::claim_marker(&mut tx, marker, run_id).await?;

@@ -84,6 +84,9 @@ pub struct Plan {
     /// How the run came to be started where it runs (the Lambda's auto-mode decision, e.g.
     /// "1,000 files, 137 MB: loading here, estimated 17 s"): shown in its summary and notice.
     pub note: Option<String>,
+    /// Fail the run (loading nothing) when the quality checks' error flags on its days exceed
+    /// this share of the rows it loaded; `None`: never.
+    pub fail_on_quality_errors: Option<f64>,
 }
 
 impl Plan {
@@ -100,6 +103,7 @@ impl Plan {
             lock_wait: Duration::from_secs(DEFAULT_LOCK_WAIT_SECS),
             marker: None,
             note: None,
+            fail_on_quality_errors: None,
         }
     }
 }

@@ -24,7 +24,7 @@ const SKIP_CITUS: &str = "STOCKLOAD_SKIP_CITUS";
 /// The cluster, started once per test process; `None` when this machine has no Citus and
 /// [`SKIP_CITUS`] says why (the skip is recorded, see [`support::skipped`]). Without Citus and
 /// without that reason, the calling test fails.
-fn cluster() -> Option<&'static CitusCluster> {
+pub(crate) fn cluster() -> Option<&'static CitusCluster> {
     static CLUSTER: OnceLock<Option<CitusCluster>> = OnceLock::new();
     let cluster = CLUSTER
         .get_or_init(|| {
@@ -52,7 +52,7 @@ fn cluster() -> Option<&'static CitusCluster> {
 /// `stockload migrate --distributed`. Its URL disables TLS only for the tests' own sqlx
 /// connections; the binary is always given the URL without sslmode (Citus serves TLS with a
 /// self-signed certificate, which stockload accepts like libpq's default `prefer`).
-async fn citus_db(cluster: &CitusCluster) -> TestDb {
+pub(crate) async fn citus_db(cluster: &CitusCluster) -> TestDb {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
         "c{}_{}",
@@ -172,7 +172,10 @@ async fn a_citus_cluster_distributes_a_table_over_two_workers() {
     assert_eq!(
         kinds,
         "historical_stocks_data:h,load_rejects:n,load_run_scope:n,load_run_steps:n,load_runs:n,\
-         processed_markers:n,stockload_scope:h,stockload_stage:h"
+         processed_markers:n,quality_flags:h,quality_run_counts:n,\
+         stockload_quality_calendar:n,stockload_quality_found:h,stockload_quality_scope:h,\
+         stockload_quality_settings:n,stockload_quality_suspects:h,stockload_scope:h,\
+         stockload_stage:h"
     );
     // Rerunning is harmless.
     let url = db.url.trim_end_matches("?sslmode=disable").to_string();

@@ -12,6 +12,7 @@ mod load;
 mod logs;
 mod migrations;
 mod notify;
+mod quality;
 mod readonly;
 mod report;
 mod s3;

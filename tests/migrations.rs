@@ -19,6 +19,7 @@ const LANDED: &[(i32, &str, u64)] = &[
     (4, "load_run_scope", 9319006518538150050),
     (5, "work_schema", 6874684254578440020),
     (6, "ledger_states", 7472833734298895816),
+    (7, "quality_flags", 12908285351116042277),
     (8, "load_run_steps", 14295192238563565468),
     (9, "marker_decisions", 9364394000707718189),
 ];

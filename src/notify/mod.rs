@@ -353,4 +353,30 @@ mod tests {
         );
         assert_eq!(subject(" ", false), "stockload_Pipeline_Failure");
     }
+
+    #[test]
+    fn a_notice_says_what_the_quality_checks_found() {
+        let plan = crate::plan::Plan::new(
+            crate::storage::Location::Local("Stocks".into()),
+            crate::storage::Location::Local("top_companies.txt".into()),
+        );
+        let mut summary = Summary::new(&plan);
+        summary.status = RunStatus::Succeeded;
+        summary.run_id = Some(7);
+        summary.quality = vec![crate::summary::QualityCount {
+            check_name: "suspected_split".into(),
+            severity: "warning".into(),
+            flags: 2,
+            cleared: 0,
+        }];
+        let notice = Notice::from_summary("stockload", &summary);
+        assert!(
+            notice
+                .body
+                .contains("quality:   0 errors, 2 warnings (suspected_split 2)"),
+            "{}",
+            notice.body
+        );
+        assert!(notice.body.contains("stockload quality --run 7"));
+    }
 }
