@@ -41,6 +41,8 @@ EXPECTED_ENV = {
     "STOCKLOAD_DB_SECRET_ARN",
     "STOCKLOAD_STOCKS_PREFIX",
     "STOCKLOAD_COMPANIES_KEY",
+    "STOCKLOAD_HANDOFF",
+    "STOCKLOAD_DIRECT_MAX_BYTES",
 }
 EXPECTED_OUTPUTS = {
     "SourceBucketName",
@@ -62,6 +64,7 @@ STAR_ALLOWED_EXACT = {
     "datapipeline:listpipelines",  # account-wide list
     "datapipeline:pollfortask",  # Task Runner on the EC2 resource
     "datapipeline:reporttaskrunnerheartbeat",  # Task Runner on the EC2 resource
+    "ecr:getauthorizationtoken",  # a registry token, no repository ARN
 }
 STAR_ALLOWED_PREFIXES = ("ec2:describe",)  # EC2 Describe* never take an ARN
 #   "arn:...:ec2:<region>:<account>:*/*": the Lambda guide's form for the
@@ -460,9 +463,9 @@ def check_lambda(tpl, fid: str, monitored: str | None, r: Results) -> dict:
     r.check("Lambda env: STOCKLOAD_DB_NAME is !Ref DbName", is_ref(env.get("STOCKLOAD_DB_NAME"), "DbName"))
     mode_param = (tpl.get("Parameters") or {}).get("TriggerMode") or {}
     r.check(
-        "Lambda env: STOCKLOAD_MODE is !Ref TriggerMode (pipeline|direct)",
+        "Lambda env: STOCKLOAD_MODE is !Ref TriggerMode (pipeline|direct|auto)",
         is_ref(env.get("STOCKLOAD_MODE"), "TriggerMode")
-        and set(mode_param.get("AllowedValues", [])) == {"pipeline", "direct"},
+        and set(mode_param.get("AllowedValues", [])) == {"pipeline", "direct", "auto"},
     )
     consts = {
         "STOCKLOAD_DEFINITION_KEY": "pipeline_definition.json",
@@ -479,7 +482,12 @@ def check_lambda(tpl, fid: str, monitored: str | None, r: Results) -> dict:
         sub_text(env.get("STOCKLOAD_PIPELINE_NAME")) == "${NamePrefix}-pipeline"
         and sub_text(env.get("STOCKLOAD_NOTIFY_NAME")) == "${FirstName}_${Surname}",
     )
-    return {"topic": topic_id, "db": db_id, "role": (getatt(p.get("Role")) or (None,))[0]}
+    return {
+        "topic": topic_id,
+        "db": db_id,
+        "role": (getatt(p.get("Role")) or (None,))[0],
+        "function": fid,
+    }
 
 
 def check_role_targets(tpl, wiring: dict, r: Results) -> None:
@@ -570,6 +578,218 @@ def check_security_group(tpl, raw: str, r: Results) -> None:
         )
 
 
+# --------------------------------------------------------------------------
+# Auto mode: the hand-off queue, the Lambda's and the loader's access to it,
+# and where `stockload watch --queue` runs
+# --------------------------------------------------------------------------
+def condition_holds(tpl, value, params: dict) -> bool:
+    """Evaluates a condition (Fn::Equals/And/Or/Not, Condition, Ref of a
+    parameter) for the given parameter values (defaults for the rest)."""
+    if isinstance(value, dict) and len(value) == 1:
+        (fn, arg), = value.items()
+        if fn == "Condition":
+            return condition_holds(tpl, (tpl.get("Conditions") or {}).get(arg), params)
+        if fn == "Fn::Equals":
+            a, b = (resolve_param(tpl, x, params) for x in arg)
+            return a == b
+        if fn == "Fn::And":
+            return all(condition_holds(tpl, x, params) for x in arg)
+        if fn == "Fn::Or":
+            return any(condition_holds(tpl, x, params) for x in arg)
+        if fn == "Fn::Not":
+            return not condition_holds(tpl, arg[0], params)
+    raise ValueError(f"cannot evaluate condition {value!r}")
+
+
+def resolve_param(tpl, value, params: dict):
+    if isinstance(value, dict) and "Ref" in value:
+        name = value["Ref"]
+        if name in params:
+            return params[name]
+        return ((tpl.get("Parameters") or {}).get(name) or {}).get("Default")
+    return value
+
+
+def present(tpl, logical: str, params: dict) -> bool:
+    """Whether a resource exists for these parameter values."""
+    res = (tpl.get("Resources") or {}).get(logical)
+    if not isinstance(res, dict):
+        return False
+    cond = res.get("Condition")
+    return cond is None or condition_holds(tpl, {"Condition": cond}, params)
+
+
+def if_branch(tpl, value, params: dict):
+    """The branch of a Fn::If taken for these parameter values (value itself
+    when it is not a Fn::If)."""
+    if isinstance(value, dict) and len(value) == 1 and "Fn::If" in value:
+        cond, yes, no = value["Fn::If"]
+        return yes if condition_holds(tpl, {"Condition": cond}, params) else no
+    return value
+
+
+def sqs_grants(tpl, role_id: str, params: dict) -> list[tuple[set[str], list]]:
+    """(sqs actions, resources) of every statement in a role's inline policies
+    that exist for these parameter values."""
+    role = (tpl.get("Resources") or {}).get(role_id) or {}
+    found = []
+    for pol in props(role).get("Policies", []):
+        pol = if_branch(tpl, pol, params)
+        if not isinstance(pol, dict):
+            continue
+        for st in (pol.get("PolicyDocument") or {}).get("Statement", []):
+            st = if_branch(tpl, st, params)
+            if not isinstance(st, dict):
+                continue
+            acts = {a.lower() for a in as_list(st.get("Action", [])) if isinstance(a, str)}
+            sqs = {a for a in acts if a.startswith("sqs:")}
+            if sqs:
+                found.append((sqs, as_list(st.get("Resource", []))))
+    return found
+
+
+def grants_only_on(grants, actions: set[str], queue: str) -> bool:
+    """Exactly these sqs actions, each only on GetAtt queue.Arn."""
+    granted = set().union(*(a for a, _ in grants)) if grants else set()
+    on_queue = all(all(getatt(t) == (queue, "Arn") for t in targets) for _, targets in grants)
+    return granted == actions and on_queue
+
+
+def role_statements(tpl, role_id: str, params: dict):
+    role = (tpl.get("Resources") or {}).get(role_id) or {}
+    for pol in props(role).get("Policies", []):
+        pol = if_branch(tpl, pol, params)
+        if isinstance(pol, dict):
+            for st in (pol.get("PolicyDocument") or {}).get("Statement", []):
+                st = if_branch(tpl, st, params)
+                if isinstance(st, dict):
+                    yield st
+
+
+LOADER_SQS = {"sqs:receivemessage", "sqs:deletemessage", "sqs:changemessagevisibility", "sqs:getqueueattributes"}
+
+
+def check_auto(tpl, wiring: dict, r: Results) -> None:
+    auto = {"TriggerMode": "auto", "HandoffTo": "queue"}
+    fn = props(tpl["Resources"][wiring["function"]])
+    env = ((fn.get("Environment") or {}).get("Variables")) or {}
+    queues = resources_of(tpl, "AWS::SQS::Queue")
+    handoff = if_branch(tpl, env.get("STOCKLOAD_HANDOFF"), auto)
+    m = re.fullmatch(r"sqs:\$\{([A-Za-z0-9]+)\}", sub_text(handoff) or "")
+    queue = m.group(1) if m else None
+    r.check(
+        "Auto: STOCKLOAD_HANDOFF is sqs:<the loader queue> in auto mode with HandoffTo=queue",
+        queue in queues and present(tpl, queue, auto),
+        f"value {json.dumps(env.get('STOCKLOAD_HANDOFF'), default=str)}",
+    )
+    r.check(
+        "Auto: STOCKLOAD_HANDOFF is pipeline with HandoffTo=pipeline",
+        if_branch(tpl, env.get("STOCKLOAD_HANDOFF"), {"TriggerMode": "auto", "HandoffTo": "pipeline"}) == "pipeline",
+    )
+    param = (tpl.get("Parameters") or {}).get("DirectMaxBytes") or {}
+    r.check(
+        "Auto: STOCKLOAD_DIRECT_MAX_BYTES is !Ref DirectMaxBytes (digits or empty)",
+        is_ref(env.get("STOCKLOAD_DIRECT_MAX_BYTES"), "DirectMaxBytes")
+        and param.get("AllowedPattern") == "^$|^[0-9]+$"
+        and param.get("Default") == "",
+    )
+    if queue not in queues:
+        return
+    qp = props(queues[queue])
+    dlq = getatt((qp.get("RedrivePolicy") or {}).get("deadLetterTargetArn"))
+    r.check(
+        "Auto: the loader queue has a dead-letter queue of its own and is encrypted",
+        dlq is not None and dlq[0] in queues and dlq[0] != queue and qp.get("SqsManagedSseEnabled") is True,
+    )
+    vpc = fn.get("VpcConfig")
+    r.check(
+        "Auto: the Lambda runs in the VPC (it may load here) in direct and auto mode, not in pipeline mode",
+        if_branch(tpl, vpc, auto) is not None
+        and not is_ref(if_branch(tpl, vpc, auto), "AWS::NoValue")
+        and is_ref(if_branch(tpl, vpc, {"TriggerMode": "pipeline"}), "AWS::NoValue"),
+    )
+    r.check(
+        "Auto: the Lambda role may only sqs:SendMessage, only to the loader queue",
+        grants_only_on(sqs_grants(tpl, wiring["role"], auto), {"sqs:sendmessage"}, queue),
+        str(sqs_grants(tpl, wiring["role"], auto)),
+    )
+    r.check(
+        "Auto: the Lambda role has no queue access outside auto mode with a queue",
+        not sqs_grants(tpl, wiring["role"], {"TriggerMode": "direct"})
+        and not sqs_grants(tpl, wiring["role"], {"TriggerMode": "auto", "HandoffTo": "pipeline"}),
+    )
+    for place in ("ec2", "ecs"):
+        check_loader(tpl, wiring, queue, dict(auto, LoaderPlace=place), r)
+
+
+def check_loader(tpl, wiring: dict, queue: str, params: dict, r: Results) -> None:
+    """The consumer of `queue` for LoaderPlace=params['LoaderPlace']: it runs
+    `stockload watch --queue <queue>` on the Lambda's batch, in the security
+    group, with a role that may consume that queue and little else."""
+    place = params["LoaderPlace"]
+    here = f"Auto ({place}):"
+    source = ("s3://${SourceBucket}/Stocks/", "s3://${SourceBucket}/CompanyNames/top_companies.txt")
+    role_id, command_ok, sg_ok = None, False, False
+    if place == "ec2":
+        found = [k for k in resources_of(tpl, "AWS::EC2::Instance") if present(tpl, k, params)]
+        inst = props(tpl["Resources"][found[0]]) if len(found) == 1 else {}
+        user_data = sub_text((inst.get("UserData") or {}).get("Fn::Base64")) or ""
+        command_ok = (
+            f"stockload watch --queue '${{{queue}}}' --source '{source[0]}' --companies '{source[1]}'" in user_data
+        )
+        sg_ok = any(sg_matches(v, "SecurityGroup") for v in as_list(inst.get("SecurityGroupIds", [])))
+        profile = (tpl.get("Resources") or {}).get((inst.get("IamInstanceProfile") or {}).get("Ref", ""), {})
+        roles = [x.get("Ref") for x in as_list(props(profile).get("Roles", [])) if isinstance(x, dict)]
+        role_id = roles[0] if len(roles) == 1 else None
+        r.check(f"{here} exactly one loader instance, only with LoaderPlace=ec2", len(found) == 1, str(found))
+    else:
+        found = [k for k in resources_of(tpl, "AWS::ECS::Service") if present(tpl, k, params)]
+        svc = props(tpl["Resources"][found[0]]) if len(found) == 1 else {}
+        task = props((tpl.get("Resources") or {}).get((svc.get("TaskDefinition") or {}).get("Ref", ""), {}))
+        containers = as_list(task.get("ContainerDefinitions", []))
+        cmd = as_list(containers[0].get("Command", [])) if len(containers) == 1 else []
+        command_ok = (
+            len(cmd) == 7
+            and cmd[:2] == ["watch", "--queue"]
+            and is_ref(cmd[2], queue)
+            and cmd[3] == "--source"
+            and sub_text(cmd[4]) == source[0]
+            and cmd[5] == "--companies"
+            and sub_text(cmd[6]) == source[1]
+        )
+        vpc = (svc.get("NetworkConfiguration") or {}).get("AwsvpcConfiguration") or {}
+        sg_ok = any(sg_matches(v, "SecurityGroup") for v in as_list(vpc.get("SecurityGroups", [])))
+        sg_ok = sg_ok and vpc.get("AssignPublicIp") == "DISABLED" and svc.get("DesiredCount") == 1
+        role_id = (getatt(task.get("TaskRoleArn")) or (None,))[0]
+        r.check(f"{here} exactly one loader service, only with LoaderPlace=ecs", len(found) == 1, str(found))
+    r.check(
+        f"{here} runs `stockload watch --queue <loader queue>` on the Lambda's batch (Stocks/, CompanyNames/)",
+        command_ok,
+    )
+    where = "in the security group (reaches the database)" + (", no public address" if place == "ecs" else "")
+    r.check(f"{here} {where}", sg_ok)
+    if not r.check(f"{here} has a role of this template", role_id in (tpl.get("Resources") or {})):
+        return
+    r.check(
+        f"{here} the loader role may only receive, delete, extend and describe, only on the loader queue",
+        grants_only_on(sqs_grants(tpl, role_id, params), LOADER_SQS, queue),
+        str(sqs_grants(tpl, role_id, params)),
+    )
+    publish, secret = [], []
+    for st in role_statements(tpl, role_id, params):
+        acts = {a.lower() for a in as_list(st.get("Action", [])) if isinstance(a, str)}
+        targets = as_list(st.get("Resource", []))
+        if "sns:publish" in acts:
+            publish.append(all(is_ref(t, wiring["topic"]) for t in targets))
+        if "secretsmanager:getsecretvalue" in acts:
+            secret.append(all(getatt(t) == (wiring["db"], SECRET_ATTR) for t in targets))
+    r.check(f"{here} the loader role publishes only to the notification topic", publish and all(publish))
+    r.check(f"{here} the loader role reads no secret but the Db's", all(secret))
+    none = [k for k in resources_of(tpl, "AWS::ECS::Service") if present(tpl, k, {"TriggerMode": "direct"})]
+    none += [k for k in resources_of(tpl, "AWS::EC2::Instance") if present(tpl, k, {"TriggerMode": "direct"})]
+    r.check(f"{here} no loader instance or service outside auto mode", not none, str(none))
+
+
 def main(argv: list[str]) -> int:
     path = Path(argv[1] if len(argv) > 1 else Path(__file__).with_name("stockload.yaml"))
     r = Results()
@@ -584,6 +804,7 @@ def main(argv: list[str]) -> int:
     if fid:
         wiring = check_lambda(tpl, fid, monitored, r)
         check_role_targets(tpl, wiring, r)
+        check_auto(tpl, wiring, r)
     check_buckets(tpl, r)
     check_iam(tpl, lines, r)
     check_security_group(tpl, raw, r)

@@ -92,5 +92,30 @@ mutate db-public \
 mutate db-snapshot-on-delete \
     's.replace("    DeletionPolicy: Delete\n    UpdateReplacePolicy: Delete\n    Properties:\n      DBInstanceIdentifier", "    DeletionPolicy: Snapshot\n    UpdateReplacePolicy: Snapshot\n    Properties:\n      DBInstanceIdentifier")'
 
+mutate mode-without-auto \
+    's.replace("AllowedValues: [pipeline, direct, auto]", "AllowedValues: [pipeline, direct]")'
+mutate handoff-to-the-dlq \
+    's.replace("!Sub \"sqs:${LoaderQueue}\"", "!Sub \"sqs:${LoaderDeadLetterQueue}\"")'
+mutate handoff-env-missing \
+    're.sub(r"\n\s+STOCKLOAD_HANDOFF: [^\n]*", "", s)'
+mutate auto-lambda-outside-vpc \
+    's.replace("LambdaInVpc: !Or [!Condition IsDirect, !Condition IsAuto]", "LambdaInVpc: !Or [!Condition IsDirect, !Condition IsDirect]")'
+mutate lambda-may-receive \
+    's.replace("Action: sqs:SendMessage\n", "Action:\n                    - sqs:SendMessage\n                    - sqs:ReceiveMessage\n", 1)'
+mutate lambda-sends-to-the-dlq \
+    's.replace("Action: sqs:SendMessage\n                  Resource: !GetAtt LoaderQueue.Arn", "Action: sqs:SendMessage\n                  Resource: !GetAtt LoaderDeadLetterQueue.Arn")'
+mutate loader-may-send \
+    's.replace("- sqs:GetQueueAttributes\n", "- sqs:GetQueueAttributes\n                  - sqs:SendMessage\n", 1)'
+mutate ec2-loader-consumes-the-dlq \
+    's.replace("watch --queue \x27${LoaderQueue}\x27", "watch --queue \x27${LoaderDeadLetterQueue}\x27")'
+mutate ecs-loader-other-source \
+    's.replace("- --source\n            - !Sub \"s3://${SourceBucket}/Stocks/\"", "- --source\n            - !Sub \"s3://${MonitoredBucket}/\"")'
+mutate ecs-loader-public \
+    's.replace("AssignPublicIp: DISABLED", "AssignPublicIp: ENABLED")'
+mutate queue-without-dlq \
+    're.sub(r"\n\s+RedrivePolicy:\n\s+deadLetterTargetArn: [^\n]*\n\s+maxReceiveCount: 3", "", s)'
+mutate loader-reads-any-secret \
+    's.replace("Action: secretsmanager:GetSecretValue\n                  Resource: !GetAtt Db.MasterUserSecret.SecretArn\n                - !Ref AWS::NoValue", "Action: secretsmanager:GetSecretValue\n                  Resource: !Ref DbName\n                - !Ref AWS::NoValue")'
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

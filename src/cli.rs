@@ -42,8 +42,12 @@ pub enum Command {
     Sql(SqlArgs),
     /// What an analyst checks first: rows, companies, dates, changes, the last run.
     Stats(StatsArgs),
+    /// List the data-quality flags (of one run, of one check): the rows the checks found suspect.
+    Quality(QualityArgs),
     /// Write the table as historical_stock_data.csv (no header, the nine columns in table order).
     Export(ExportArgs),
+    /// Write a run's report: one self-contained HTML page (no script, nothing fetched).
+    Report(ReportArgs),
     /// Start a throwaway PostgreSQL, load a generated sample batch (with faulty files), show
     /// the summary and stats, and clean up. Uses DATABASE_URL instead when it is set.
     #[cfg(feature = "dev-tools")]
@@ -160,9 +164,21 @@ pub struct RunArgs {
     /// transforms of one chunk run while the next is staged.
     #[arg(long, default_value_t = crate::plan::DEFAULT_CHUNK_ROWS, value_name = "ROWS")]
     pub chunk_rows: u64,
+    /// Fail the run (and load nothing) when the quality checks' error flags exceed this fraction
+    /// of the rows loaded (e.g. 0.001); by default a run never fails for them.
+    #[arg(long, value_name = "RATIO")]
+    pub fail_on_quality_errors: Option<f64>,
     /// Run the transform scripts from this folder instead of the embedded ones (to try a change).
     #[arg(long, value_name = "DIR")]
     pub sql_dir: Option<PathBuf>,
+    /// Seconds a load waits for its strong locks (a first load's key drop) behind open readers,
+    /// in short tries that let other readers through in between, before it fails naming them.
+    #[arg(long, default_value_t = crate::plan::DEFAULT_LOCK_WAIT_SECS, value_name = "SECS")]
+    pub lock_wait: u64,
+    /// After each run, succeeded or failed, write its HTML report here: a file, an s3:// key,
+    /// or a folder or prefix ending in / (then run-<id>.html inside it).
+    #[arg(long, value_name = "PATH|S3_URI")]
+    pub report: Option<String>,
     /// Database connection.
     #[command(flatten)]
     pub db: DbArgs,
@@ -192,14 +208,14 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE|S3_URI")]
     pub companies: Option<String>,
     /// Seconds between polls of --monitored.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    #[arg(long, default_value_t = crate::plan::DEFAULT_POLL_INTERVAL_SECS, value_name = "SECONDS")]
     pub interval: u64,
     /// Handle what is there now, then exit (--monitored: one pass; --queue: until the queue
     /// answers empty).
     #[arg(long)]
     pub once: bool,
     /// Failed runs per marker before it is given up (with --queue: left to the dead-letter queue).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = crate::plan::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
     /// How runs are done.
     #[command(flatten)]
@@ -269,11 +285,50 @@ pub struct StatsArgs {
     pub db: DbArgs,
 }
 
+/// `stockload quality`.
+#[derive(Debug, Args)]
+pub struct QualityArgs {
+    /// Only the flags raised by this run (load_runs.id), with its counts per check.
+    #[arg(long, value_name = "N")]
+    pub run: Option<i64>,
+    /// Only this check's flags.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(
+        crate::quality::CHECKS.map(|(name, _)| name)))]
+    pub check: Option<String>,
+    /// At most this many flags.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Database connection.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
 /// `stockload export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Output file (or s3://bucket/Output/historical_stock_data.csv).
     #[arg(long, value_name = "FILE|S3_URI")]
+    pub to: String,
+    /// Database connection.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// AWS options.
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// `stockload report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run (load_runs.id); default: the last run.
+    #[arg(long, value_name = "N")]
+    pub run: Option<i64>,
+    /// Where to write it: a file, an s3:// key, or a folder or prefix ending in / (then
+    /// run-<id>.html inside it).
+    #[arg(long, value_name = "PATH|S3_URI")]
     pub to: String,
     /// Database connection.
     #[command(flatten)]

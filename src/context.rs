@@ -11,7 +11,21 @@ use crate::error::{Error, Result};
 use crate::load::{self, Report, RunStatus};
 use crate::notify::{self, Notice, Target};
 use crate::plan::Plan;
+use crate::report::{self, ReportTo};
 use crate::storage::Storage;
+
+/// Who hears of a give-up: the notification targets, the notices' subject prefix (`NAME` in
+/// `NAME_Pipeline_Failure`), and AWS for SNS topics. Built by [`Context::recipients`] and by the
+/// Lambda from its configuration.
+#[derive(Clone, Copy)]
+pub struct Recipients<'a> {
+    /// Notification targets.
+    pub targets: &'a [Target],
+    /// Subject prefix.
+    pub notify_name: &'a str,
+    /// AWS clients (SNS), when configured.
+    pub aws: Option<&'a Aws>,
+}
 
 /// Shared run settings.
 #[derive(Clone)]
@@ -26,6 +40,8 @@ pub struct Context {
     pub targets: Vec<Target>,
     /// Subject prefix of notices.
     pub notify_name: String,
+    /// Where each run's HTML report goes, if anywhere.
+    pub report_to: Option<ReportTo>,
 }
 
 impl Context {
@@ -37,18 +53,51 @@ impl Context {
             aws,
             targets,
             notify_name,
+            report_to: None,
         }
     }
 
-    /// Runs one load and sends its notice to every target exactly once. A run that found its
-    /// marker already loaded did nothing and sends nothing.
+    /// The same context, writing each run's report to `to`.
+    pub fn with_report(mut self, to: Option<ReportTo>) -> Context {
+        self.report_to = to;
+        self
+    }
+
+    /// Runs one load, writes its report (when asked) and sends its notice, naming the report,
+    /// to every target exactly once. A run that found its marker already loaded did nothing and
+    /// sends nothing. A report that cannot be written is logged and told in the notice; it
+    /// does not change the run's outcome. Each earlier run it found dead and closed as
+    /// abandoned gets a failure notice of its own first.
     pub async fn run(&self, plan: &Plan, progress: &ProgressBar) -> Report {
-        let report = load::run(&self.db, &self.storage, plan, progress).await;
-        if report.summary.status != RunStatus::AlreadyLoaded {
-            let notice = Notice::from_summary(&self.notify_name, &report.summary);
+        let outcome = load::run(&self.db, &self.storage, plan, progress).await;
+        for run in &outcome.abandoned {
+            let notice = Notice::abandoned(&self.notify_name, run);
             notify::send_all(&self.targets, &notice, self.aws.as_ref()).await;
         }
-        report
+        if outcome.summary.status != RunStatus::AlreadyLoaded {
+            let mut notice = Notice::from_summary(&self.notify_name, &outcome.summary);
+            if let Some(to) = &self.report_to {
+                let run_id = outcome.summary.run_id;
+                match report::write_after_run(&self.db, &self.storage, to, run_id).await {
+                    Ok(location) => notice.add_report(&location.to_string()),
+                    Err(err) => {
+                        tracing::warn!("could not write the run report: {err}");
+                        notice.add_report_failure(&err.to_string());
+                    }
+                }
+            }
+            notify::send_all(&self.targets, &notice, self.aws.as_ref()).await;
+        }
+        outcome
+    }
+
+    /// Who hears of this context's give-ups ([`crate::trigger::give_up`]).
+    pub fn recipients(&self) -> Recipients<'_> {
+        Recipients {
+            targets: &self.targets,
+            notify_name: &self.notify_name,
+            aws: self.aws.as_ref(),
+        }
     }
 
     /// Sends the failure notice of a run that could not start.
@@ -74,7 +123,11 @@ impl Context {
     ) -> Result<(Context, T)> {
         let targets = notify::parse_targets(&args.notify.targets)?;
         let notify_name = args.notify.notify_name.clone();
-        let (aws, aws_error) = if needs_aws || notify::needs_aws(&targets) {
+        let report_to = args.report.as_deref().map(ReportTo::parse).transpose();
+        let report_in_s3 = report_to
+            .as_ref()
+            .is_ok_and(|to| to.as_ref().is_some_and(ReportTo::is_s3));
+        let (aws, aws_error) = if needs_aws || report_in_s3 || notify::needs_aws(&targets) {
             match crate::aws::load_for("S3 or SNS", &args.aws.options()).await {
                 Ok(aws) => (Some(aws), None),
                 Err(err) => (None, Some(err)),
@@ -84,10 +137,13 @@ impl Context {
         };
         let prepared = args.db.db().and_then(|db| match aws_error {
             Some(err) => Err(err),
-            None => Ok((db, prepared?)),
+            None => Ok((db, prepared?, report_to?)),
         });
         match prepared {
-            Ok((db, value)) => Ok((Context::new(db, aws, targets, notify_name), value)),
+            Ok((db, value, report_to)) => Ok((
+                Context::new(db, aws, targets, notify_name).with_report(report_to),
+                value,
+            )),
             Err(err) => {
                 notify_not_started(
                     &targets,

@@ -125,6 +125,24 @@ impl Db {
             }),
         }
     }
+
+    /// The health check: connects and waits for one round trip to the server. Reads nothing and
+    /// writes nothing (never migrates), so any role that may log in can use it.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.connect().await?;
+        conn.ping()
+            .await
+            .map_err(|e| Error::database("checking that the database answers", e))?;
+        let _ = conn.close().await;
+        Ok(())
+    }
+
+    /// Applies the embedded migrations on a connection of its own (see [`migrate`]): what a
+    /// long-running trigger does once when it starts, never per poll.
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        let mut conn = self.connect().await?;
+        migrate(&mut conn).await
+    }
 }
 
 /// Cancels the statement a backend is running (`pg_cancel_backend`, allowed for our own role),

@@ -113,6 +113,20 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// A strong lock the load needs was held by other sessions for longer than `--lock-wait`.
+    #[error(
+        "{script} could not take its lock on historical_stocks_data within {waited_secs:.0}s \
+         (--lock-wait): held by {holders}; nothing was loaded (end those transactions, or run \
+         again later)"
+    )]
+    LockWait {
+        /// The script that needed the lock.
+        script: String,
+        /// How long it was tried.
+        waited_secs: f64,
+        /// The sessions holding locks on historical_stocks_data, described.
+        holders: String,
+    },
     /// The batch had more rejected rows than `--max-reject-ratio` allows.
     #[error(
         "too many rejected rows: {rejected} of {read} rows ({percent:.1}%) were rejected, \
@@ -128,6 +142,24 @@ pub enum Error {
         percent: f64,
         /// The configured maximum ratio.
         max_ratio: f64,
+    },
+
+    /// The quality checks flagged more error rows than `--fail-on-quality-errors` allows.
+    #[error(
+        "too many quality errors: {errors} error flags on {rows} loaded rows ({percent:.2}%), \
+         more than --fail-on-quality-errors {max_ratio} allows; nothing was loaded (first: {first})"
+    )]
+    TooManyQualityErrors {
+        /// Error flags on the run's days.
+        errors: u64,
+        /// Rows the run loaded.
+        rows: u64,
+        /// errors / rows as a percentage.
+        percent: f64,
+        /// The configured maximum ratio.
+        max_ratio: f64,
+        /// The first error flags, as "COMPANY DATE check: detail".
+        first: String,
     },
 
     /// A stop signal (SIGTERM, SIGINT) ended the run: its statement was cancelled on the server

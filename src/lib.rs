@@ -21,6 +21,7 @@ pub mod notify;
 pub(crate) mod parse;
 pub mod pipeline;
 pub mod plan;
+pub mod quality;
 pub(crate) mod report;
 #[cfg(feature = "dev-tools")]
 pub mod sample;

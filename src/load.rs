@@ -11,8 +11,9 @@ use tokio::sync::mpsc;
 
 use crate::db::{self, engine, Db, LOAD_LOCK_KEY};
 use crate::error::{Error, Result};
-use crate::ledger;
+use crate::ledger::{self, Abandoned};
 use crate::plan::Plan;
+use crate::quality;
 use crate::shutdown;
 use crate::stage::{self, Batch, StageCounts};
 use crate::storage::index::{parse_index, Entry};
@@ -30,19 +31,35 @@ pub struct Report {
     pub summary: Summary,
     /// Why it failed.
     pub error: Option<Error>,
+    /// Earlier runs this one found dead (their session gone) and closed as abandoned.
+    pub abandoned: Vec<Abandoned>,
+}
+
+/// The run's own record in load_runs: the ledger session that opened its row (open until the row
+/// is closed: while it is, the run is alive), when the run really started, and the dead runs it
+/// found.
+struct RunLedger {
+    conn: Option<PgConnection>,
+    started_at: String,
+    abandoned: Vec<Abandoned>,
 }
 
 /// Does one run. Never panics on bad input; a failed run leaves the data as it was and is
 /// recorded in load_runs (when the database is reachable).
 pub async fn run(db: &Db, reader: &Storage, plan: &Plan, progress: &ProgressBar) -> Report {
     let started = Instant::now();
+    let mut record = RunLedger {
+        conn: None,
+        started_at: chrono::Utc::now().to_rfc3339(),
+        abandoned: Vec::new(),
+    };
     let mut summary = Summary::new(plan);
     // The server process of the load's connection, so a stop signal can cancel its statement.
     let backend = AtomicI32::new(0);
     let result = match shutdown::requested() {
         Some(signal) => Err(Error::Interrupted(signal)),
         None => tokio::select! {
-            result = run_batch(db, reader, plan, progress, &mut summary, &backend) => result,
+            result = run_batch(db, reader, plan, progress, &mut summary, &backend, &mut record) => result,
             signal = shutdown::requested_wait() => {
                 // The load's future (and its connection) is dropped here; the server would only
                 // notice at its next client check, so cancel the statement now.
@@ -67,7 +84,12 @@ pub async fn run(db: &Db, reader: &Storage, plan: &Plan, progress: &ProgressBar)
             }
             summary.status = RunStatus::Failed;
             summary.error = Some(error.to_string());
-            summary.run_id = ledger::record_failure(db, &summary).await;
+            // Rolled back: nothing was written, whatever was staged.
+            summary.files_loaded = 0;
+            summary.rows_loaded = 0;
+            summary.run_id =
+                ledger::record_failure(db, record.conn.as_mut(), &summary, &record.started_at)
+                    .await;
             Some(error)
         }
     };
@@ -78,12 +100,17 @@ pub async fn run(db: &Db, reader: &Storage, plan: &Plan, progress: &ProgressBar)
         "run finished in {:.1}s",
         summary.duration_secs
     );
-    Report { summary, error }
+    Report {
+        summary,
+        error,
+        abandoned: record.abandoned,
+    }
 }
 
 /// The story of one run: everything that can be checked before the database, then one
-/// transaction that takes the load lock, opens the run's ledger row, chooses the path once and
-/// runs its steps, and closes the row.
+/// transaction that takes the load lock, closes runs that died, opens the run's ledger row (on a
+/// session of its own, committed at once), chooses the path once, runs its steps, and closes the
+/// row with the data.
 async fn run_batch(
     db: &Db,
     reader: &Storage,
@@ -91,6 +118,7 @@ async fn run_batch(
     progress: &ProgressBar,
     summary: &mut Summary,
     backend: &AtomicI32,
+    record: &mut RunLedger,
 ) -> Result<RunStatus> {
     let entries = read_index(reader, plan).await?;
     summary.files_listed = entries.len() as u64;
@@ -109,8 +137,13 @@ async fn run_batch(
             return Ok(RunStatus::AlreadyLoaded);
         }
     }
-    let run_id = ledger::start_run(&mut tx, plan).await?;
+    // Under the load lock no other run is between its start and its end: a row still marked
+    // running whose session is gone belongs to a run that died.
+    let ledger_conn = record.conn.insert(db.connect().await?);
+    record.abandoned = ledger::close_abandoned(ledger_conn, "the next run started").await?;
+    let run_id = ledger::start_run(ledger_conn, plan, &record.started_at).await?;
     summary.run_id = Some(run_id);
+    ledger::take_run(&mut tx, run_id).await?;
     transform::set_inputs(&mut tx, run_id, plan.basis, distributed).await?;
     let path = LoadPath::choose(&mut tx, distributed).await?;
     let steps = path.steps(&Scripts {
@@ -133,7 +166,11 @@ async fn run_batch(
         },
     };
 
-    run_scripts(&mut tx, &steps.prepare, summary).await?;
+    for script in &steps.prepare {
+        let run = transform::run_script_patiently(&mut tx, script, plan.lock_wait).await?;
+        summary.scripts.push(run);
+    }
+    let staging = Instant::now();
     let counts = match path {
         LoadPath::Empty => load_empty(&mut tx, &run, &steps, summary).await?,
         LoadPath::Append | LoadPath::Citus => {
@@ -141,9 +178,15 @@ async fn run_batch(
             stage::stage_files(&mut tx, run.batch).await?
         }
     };
+    summary.scripts.push(ScriptRun::step(
+        STAGING_STEP,
+        counts.rows_read + counts.skipped.len() as u64,
+        staging.elapsed(),
+    ));
     record_counts(summary, &counts);
     check_limits(summary, plan.max_reject_ratio)?;
     run_scripts(&mut tx, &steps.finish, summary).await?;
+    quality::review(&mut tx, run_id, plan.fail_on_quality_errors, summary).await?;
 
     if let Some(marker) = &plan.marker {
         ledger::claim_marker(&mut tx, marker, run_id).await?;
@@ -202,6 +245,11 @@ fn record_counts(summary: &mut Summary, counts: &stage::StageCounts) {
     summary.rows_rejected = counts.rows_rejected;
     summary.skipped_files = counts.skipped.clone();
 }
+
+/// The staging phase in the run's steps (the timeline of the run report): reading, parsing and
+/// COPY of every listed file (on the empty-table path, side by side with the per-chunk scripts,
+/// which are also reported on their own).
+const STAGING_STEP: &str = "staging (read, parse, COPY)";
 
 /// What the steps of one run share.
 struct Run<'a> {

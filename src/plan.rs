@@ -2,6 +2,7 @@
 //! (CLI, watch loop, queue consumer, Lambda).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -22,11 +23,18 @@ pub const DEFAULT_COMPANIES_KEY: &str = "CompanyNames/top_companies.txt";
 /// The database name on RDS unless set (Lambda, pipeline definition).
 pub const DEFAULT_DB_NAME: &str = "stocks";
 
+/// The database port on RDS unless set (Lambda: STOCKLOAD_DB_PORT): PostgreSQL's own default.
+pub const DEFAULT_DB_PORT: u16 = 5432;
+
 /// Subject prefix of notices (`stockload_Pipeline_Success`) and the pipeline's name unless set.
 pub const DEFAULT_NOTIFY_NAME: &str = "stockload";
 
 /// Seconds to wait for a database connection unless set.
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 30;
+
+/// Prefix in the source bucket of the run reports the Lambda and the Data Pipeline activity
+/// write (`Output/reports/run-<id>.html`).
+pub const DEFAULT_REPORTS_PREFIX: &str = "Output/reports/";
 
 /// How value_change and daily_percent_change are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, Default)]
@@ -73,9 +81,18 @@ pub struct Plan {
     pub chunk_rows: u64,
     /// Scripts folder overriding the embedded `sql/`.
     pub sql_dir: Option<PathBuf>,
+    /// How long a load's strong locks (the empty-table path's key drop) are waited for, in
+    /// tries of [`LOCK_TRY`] with backoff, before the run fails naming who holds them.
+    pub lock_wait: Duration,
     /// Trigger marker (e.g. `s3://bucket/run-1/.SUCCESS`): recorded in the load's transaction, and
     /// a marker already recorded makes the run a no-op, so a marker is loaded at most once.
     pub marker: Option<String>,
+    /// How the run came to be started where it runs (the Lambda's auto-mode decision, e.g.
+    /// "1,000 files, 137 MB: loading here, estimated 17 s"): shown in its summary and notice.
+    pub note: Option<String>,
+    /// Fail the run (loading nothing) when the quality checks' error flags on its days exceed
+    /// this share of the rows it loaded; `None`: never.
+    pub fail_on_quality_errors: Option<f64>,
 }
 
 impl Plan {
@@ -91,7 +108,10 @@ impl Plan {
             follow_symlinks: false,
             chunk_rows: DEFAULT_CHUNK_ROWS,
             sql_dir: None,
+            lock_wait: Duration::from_secs(DEFAULT_LOCK_WAIT_SECS),
             marker: None,
+            note: None,
+            fail_on_quality_errors: None,
         }
     }
 }
@@ -100,9 +120,23 @@ impl Plan {
 pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.5;
 /// Default `--concurrency`.
 pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default `--lock-wait`: seconds a load waits for its strong locks before it fails.
+pub const DEFAULT_LOCK_WAIT_SECS: u64 = 300;
+/// One try for a strong lock: so short that readers queued behind the request are held at most
+/// this long before it is withdrawn and they get through (then the load tries again).
+pub const LOCK_TRY: Duration = Duration::from_millis(200);
+/// Longest pause between two tries for a strong lock (the pause doubles from [`LOCK_TRY`]).
+pub const LOCK_RETRY_MAX_PAUSE: Duration = Duration::from_secs(2);
 /// Default `--chunk-rows`: large enough that a chunk's per-statement overhead is noise, small
 /// enough that its window sort stays in memory and the last chunk's transforms are short.
 pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
+/// Default `watch --interval`: seconds between polls of a folder or bucket prefix.
+pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 30;
+/// Default `watch --max-attempts`: failed runs per marker before it is given up.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// work_mem and temp_buffers of the demo's session: its batch (20 files of 250 days by default)
+/// needs far less than a real load's [`DEFAULT_WORK_MEM`].
+pub const DEMO_WORK_MEM: &str = "64MB";
 
 /// Default `--memory-budget`: 64 MiB of files in flight. Measured peak RSS with it: see the
 /// README (Memory).

@@ -60,6 +60,24 @@ pub struct Summary {
     pub skipped_files: Vec<SkippedFile>,
     /// Scripts executed, with checksums and timings.
     pub scripts: Vec<ScriptRun>,
+    /// How the run came to be started where it ran (see [`Plan::note`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// What the quality checks found, per check (empty when they did not run).
+    pub quality: Vec<QualityCount>,
+}
+
+/// One check's result in a run (a row of quality_run_counts).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QualityCount {
+    /// The check (quality_flags.check_name).
+    pub check_name: String,
+    /// error or warning.
+    pub severity: String,
+    /// Its flags on the days the run loaded.
+    pub flags: u64,
+    /// Its flags the run cleared (rows corrected, or whose verdict changed).
+    pub cleared: u64,
 }
 
 impl RunStatus {
@@ -93,6 +111,8 @@ impl Summary {
             error: None,
             skipped_files: Vec::new(),
             scripts: Vec::new(),
+            note: plan.note.clone(),
+            quality: Vec::new(),
         }
     }
 
@@ -120,6 +140,9 @@ impl fmt::Display for Summary {
         )?;
         if let Some(marker) = &self.marker {
             writeln!(f, "  marker:    {marker}")?;
+        }
+        if let Some(note) = &self.note {
+            writeln!(f, "  started:   {note}")?;
         }
         writeln!(
             f,
@@ -150,9 +173,74 @@ impl fmt::Display for Summary {
                 )?;
             }
         }
+        if !self.quality.is_empty() {
+            writeln!(f, "  quality:   {}", quality_line(&self.quality))?;
+            if let Some(id) = self.run_id.filter(|_| self.status == RunStatus::Succeeded) {
+                if self.quality.iter().any(|c| c.flags > 0) {
+                    writeln!(f, "  flags:     stockload quality --run {id}")?;
+                }
+            }
+        }
         if let Some(error) = &self.error {
             writeln!(f, "  error:     {error}")?;
         }
         Ok(())
+    }
+}
+
+/// "2 errors, 5 warnings (ohlc_inconsistent 2, price_jump 5); 1 cleared": the checks with flags.
+fn quality_line(counts: &[QualityCount]) -> String {
+    let total = |severity: &str| -> u64 {
+        counts
+            .iter()
+            .filter(|c| c.severity == severity)
+            .map(|c| c.flags)
+            .sum()
+    };
+    let mut line = format!("{} errors, {} warnings", total("error"), total("warning"));
+    let named: Vec<String> = counts
+        .iter()
+        .filter(|c| c.flags > 0)
+        .map(|c| format!("{} {}", c.check_name, c.flags))
+        .collect();
+    if !named.is_empty() {
+        line.push_str(&format!(" ({})", named.join(", ")));
+    }
+    let cleared: u64 = counts.iter().map(|c| c.cleared).sum();
+    if cleared > 0 {
+        line.push_str(&format!("; {cleared} cleared"));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(check_name: &str, severity: &str, flags: u64, cleared: u64) -> QualityCount {
+        QualityCount {
+            check_name: check_name.into(),
+            severity: severity.into(),
+            flags,
+            cleared,
+        }
+    }
+
+    #[test]
+    fn the_quality_line_totals_by_severity_and_names_the_checks_with_flags() {
+        let counts = [
+            count("ohlc_inconsistent", "error", 2, 0),
+            count("unit_error", "error", 0, 1),
+            count("price_jump", "warning", 5, 0),
+            count("stale_bar", "warning", 0, 0),
+        ];
+        assert_eq!(
+            quality_line(&counts),
+            "2 errors, 5 warnings (ohlc_inconsistent 2, price_jump 5); 1 cleared"
+        );
+        assert_eq!(
+            quality_line(&[count("stale_bar", "warning", 0, 0)]),
+            "0 errors, 0 warnings"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! (`stockload sql`), and running them in order inside a load's transaction.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use include_dir::{include_dir, Dir};
 use serde::Serialize;
@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use tracing::Instrument;
 
 use crate::error::{describe_sqlx, Error, Result};
-use crate::plan::ChangeBasis;
+use crate::plan::{ChangeBasis, LOCK_RETRY_MAX_PAUSE, LOCK_TRY};
 
 static SQL_DIR: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/sql");
 
@@ -66,6 +66,23 @@ pub struct ScriptRun {
     pub rows: u64,
     /// Wall time in milliseconds.
     pub millis: u64,
+}
+
+impl ScriptRun {
+    /// A step of the run that is not a script (staging): no checksum.
+    pub fn step(name: &str, rows: u64, took: Duration) -> ScriptRun {
+        ScriptRun {
+            name: name.to_string(),
+            checksum: String::new(),
+            rows,
+            millis: took.as_millis() as u64,
+        }
+    }
+
+    /// True for a script run (it has a checksum), false for another step.
+    pub fn is_script(&self) -> bool {
+        !self.checksum.is_empty()
+    }
 }
 
 /// The user-facing scripts (top level of `sql/`, then the Citus forms in `sql/citus/`), sorted
@@ -188,6 +205,86 @@ pub async fn run_script(conn: &mut PgConnection, script: &Script) -> Result<Scri
     };
     tracing::info!(rows = run.rows, ms = run.millis, "ran {}", script.name);
     Ok(run)
+}
+
+/// Runs a script that takes a strong lock (DDL) without letting readers pile up behind it: each
+/// try waits at most `plan::LOCK_TRY` for its locks (readers that arrived behind the request
+/// then get through), in a savepoint rolled back when the time is up, and is tried again after a
+/// pause that doubles up to `plan::LOCK_RETRY_MAX_PAUSE`. After `give_up_after` the run fails
+/// naming the sessions that hold locks on historical_stocks_data.
+pub async fn run_script_patiently(
+    conn: &mut PgConnection,
+    script: &Script,
+    give_up_after: Duration,
+) -> Result<ScriptRun> {
+    let started = Instant::now();
+    let mut pause = LOCK_TRY;
+    let previous: String = sqlx::query_scalar("SELECT current_setting('lock_timeout')")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| Error::database("reading lock_timeout", e))?;
+    set_lock_timeout(conn, &format!("{}ms", LOCK_TRY.as_millis())).await?;
+    loop {
+        savepoint(conn, "SAVEPOINT stockload_lock_try").await?;
+        match run_script(conn, script).await {
+            Ok(run) => {
+                savepoint(conn, "RELEASE SAVEPOINT stockload_lock_try").await?;
+                set_lock_timeout(conn, &previous).await?;
+                return Ok(run);
+            }
+            Err(err) if is_lock_timeout(&err) => {
+                savepoint(conn, "ROLLBACK TO SAVEPOINT stockload_lock_try").await?;
+                if started.elapsed() >= give_up_after {
+                    return Err(Error::LockWait {
+                        script: script.name.clone(),
+                        waited_secs: started.elapsed().as_secs_f64(),
+                        holders: lock_holders(conn).await?,
+                    });
+                }
+                tracing::info!(
+                    script = %script.name,
+                    "waiting for a lock held by other sessions; trying again in {pause:?}"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LOCK_RETRY_MAX_PAUSE);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+fn is_lock_timeout(err: &Error) -> bool {
+    matches!(err, Error::Script { source: sqlx::Error::Database(db), .. }
+        if db.code().as_deref() == Some("55P03"))
+}
+
+async fn savepoint(conn: &mut PgConnection, statement: &'static str) -> Result<()> {
+    sqlx::raw_sql(statement)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::database("managing the lock-wait savepoint", e))
+}
+
+async fn set_lock_timeout(conn: &mut PgConnection, value: &str) -> Result<()> {
+    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+        .bind(value)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::database("setting lock_timeout", e))
+}
+
+async fn lock_holders(conn: &mut PgConnection) -> Result<String> {
+    let holders: Vec<String> = sqlx::query_scalar(include_str!("../sql/engine/lock_holders.sql"))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| Error::database("asking which sessions hold the lock", e))?;
+    Ok(if holders.is_empty() {
+        "sessions that have ended since".to_string()
+    } else {
+        holders.join("; ")
+    })
 }
 
 #[cfg(test)]

@@ -1,37 +1,49 @@
 //! The loader on a Citus cluster (a coordinator and two workers on this machine): after
 //! `stockload migrate --distributed`, the same batches give the same table, row for row, as on a
-//! single PostgreSQL; a run killed mid-way leaves the table as it was. Every test prints a
-//! "SKIPPED" line and passes when this machine has no Citus (scripts/citus-build.sh builds it).
+//! single PostgreSQL; a run killed mid-way leaves the table as it was. Without Citus on this
+//! machine (scripts/citus-build.sh builds it) these tests fail, unless STOCKLOAD_SKIP_CITUS says
+//! why they cannot run: then each records its skip, which scripts/test.sh counts in its summary.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::Connection;
 use stockload::devcitus::CitusCluster;
 use stockload::plan::ChangeBasis;
 use stockload::transform;
 
-use crate::support::{csv, stockload, Batch, TestDb};
+use crate::support::{self, csv, stockload, wait_until, Batch, TestDb};
 
-/// The cluster, started once per test process; `None` (and a message saying the Citus tests
-/// were skipped) when this machine has no Citus.
-fn cluster() -> Option<&'static CitusCluster> {
+/// Names why this machine cannot have Citus. Set (by scripts/test.sh, only when
+/// scripts/citus-build.sh says Citus cannot be had here), the Citus tests record themselves as
+/// skipped for that reason; unset, a Citus test without Citus fails: it never passes unrun.
+const SKIP_CITUS: &str = "STOCKLOAD_SKIP_CITUS";
+
+/// The cluster, started once per test process; `None` when this machine has no Citus and
+/// [`SKIP_CITUS`] says why (the skip is recorded, see [`support::skipped`]). Without Citus and
+/// without that reason, the calling test fails.
+pub(crate) fn cluster() -> Option<&'static CitusCluster> {
     static CLUSTER: OnceLock<Option<CitusCluster>> = OnceLock::new();
     let cluster = CLUSTER
         .get_or_init(|| {
-            if !CitusCluster::available() {
-                return None;
-            }
-            Some(
+            CitusCluster::available().then(|| {
                 CitusCluster::start(2, &[("fsync", "off")])
-                    .expect("cannot start the throwaway Citus cluster"),
-            )
+                    .expect("cannot start the throwaway Citus cluster")
+            })
         })
         .as_ref();
     if cluster.is_none() {
-        eprintln!("SKIPPED: Citus is not installed here (scripts/citus-build.sh builds it)");
+        match std::env::var(SKIP_CITUS) {
+            Ok(why) if !why.trim().is_empty() => support::skipped("Citus", &why),
+            _ => panic!(
+                "this machine's PostgreSQL has no Citus extension, so this Citus test cannot run: \
+                 install it (scripts/citus-build.sh), or set {SKIP_CITUS}=<why> to skip the Citus \
+                 tests knowingly (scripts/test.sh does when Citus cannot be built, and says so in \
+                 its summary)"
+            ),
+        }
     }
     cluster
 }
@@ -40,7 +52,7 @@ fn cluster() -> Option<&'static CitusCluster> {
 /// `stockload migrate --distributed`. Its URL disables TLS only for the tests' own sqlx
 /// connections; the binary is always given the URL without sslmode (Citus serves TLS with a
 /// self-signed certificate, which stockload accepts like libpq's default `prefer`).
-async fn citus_db(cluster: &CitusCluster) -> TestDb {
+pub(crate) async fn citus_db(cluster: &CitusCluster) -> TestDb {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
         "c{}_{}",
@@ -159,8 +171,11 @@ async fn a_citus_cluster_distributes_a_table_over_two_workers() {
         .unwrap();
     assert_eq!(
         kinds,
-        "historical_stocks_data:h,load_rejects:n,load_run_scope:n,load_runs:n,\
-         processed_markers:n,stockload_scope:h,stockload_stage:h"
+        "historical_stocks_data:h,load_rejects:n,load_run_scope:n,load_run_steps:n,load_runs:n,\
+         processed_markers:n,quality_flags:h,quality_run_counts:n,\
+         stockload_quality_calendar:n,stockload_quality_found:h,stockload_quality_scope:h,\
+         stockload_quality_settings:n,stockload_quality_suspects:h,stockload_scope:h,\
+         stockload_stage:h"
     );
     // Rerunning is harmless.
     let url = db.url.trim_end_matches("?sslmode=disable").to_string();
@@ -178,10 +193,15 @@ async fn a_citus_cluster_distributes_a_table_over_two_workers() {
 
 #[tokio::test]
 async fn migrate_distributed_without_citus_says_what_is_missing() {
-    if cluster().is_none() {
-        return;
-    }
+    // A database of the plain test server, which cannot have Citus: the extension is either not
+    // installed on this machine or, when it is, not in the server's shared_preload_libraries.
     let db = TestDb::new().await;
+    let refused = sqlx::raw_sql("CREATE EXTENSION citus")
+        .execute(&mut db.conn().await)
+        .await
+        .expect_err("the plain test server must not be able to create the citus extension")
+        .to_string();
+    assert!(refused.to_lowercase().contains("citus"), "{refused}");
     let output = stockload()
         .args(["migrate", "--distributed"])
         .env("DATABASE_URL", &db.url)
@@ -286,7 +306,7 @@ async fn stats_and_export_work_on_citus() {
     let Some(cluster) = cluster() else { return };
     let (single, citus) = same_batches_same_rows(cluster, ChangeBasis::PreviousClose).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut exported = Vec::new();
+    let (mut exported, mut reports) = (Vec::new(), Vec::new());
     for (db, name) in [(&single, "single.csv"), (&citus, "citus.csv")] {
         let url = db.url.trim_end_matches("?sslmode=disable");
         let stats = stockload()
@@ -318,21 +338,38 @@ async fn stats_and_export_work_on_citus() {
             String::from_utf8_lossy(&export.stderr)
         );
         exported.push(std::fs::read_to_string(&path).unwrap());
+        // The run report (reference tables joined with the distributed one) shows the same
+        // companies on both.
+        let page = dir.path().join(format!("{name}.html"));
+        let report = stockload()
+            .args(["report", "--to"])
+            .arg(&page)
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap();
+        assert!(
+            report.status.success(),
+            "{}",
+            String::from_utf8_lossy(&report.stderr)
+        );
+        let html = std::fs::read_to_string(&page).unwrap();
+        let companies = &html[html.find("<table id=\"companies\"").unwrap()..];
+        reports.push(companies[..companies.find("</table>").unwrap()].to_string());
     }
     assert_eq!(exported[0], exported[1]);
-}
-
-/// Polls `check` until it holds, failing the test after `limit`.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(reports[0], reports[1]);
+    let companies = single
+        .scalar(
+            "SELECT count(*)::text FROM load_run_scope \
+             WHERE run_id = (SELECT max(id) FROM load_runs)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (reports[0].matches("<tr>").count() - 1).to_string(),
+        companies,
+        "a row per company of the last run"
+    );
 }
 
 #[tokio::test]
@@ -402,8 +439,12 @@ async fn a_run_killed_mid_way_leaves_the_table_as_it_was() {
     )
     .await;
     assert_eq!(citus.rows().await, before);
+    // The killed run's row stays 'running' (it could not say otherwise) until the next run
+    // finds its session gone.
     assert_eq!(
-        citus.scalar("SELECT count(*)::text FROM load_runs").await,
+        citus
+            .scalar("SELECT count(*)::text FROM load_runs WHERE status <> 'running'")
+            .await,
         runs_before
     );
     assert_eq!(
@@ -422,6 +463,14 @@ async fn a_run_killed_mid_way_leaves_the_table_as_it_was() {
     }
     let report = citus.load(&all[2], ChangeBasis::PreviousClose).await;
     assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.abandoned.len(), 1, "the killed run is found");
+    assert_eq!(
+        citus
+            .scalar("SELECT string_agg(status, ',' ORDER BY id) FROM load_runs")
+            .await
+            .as_deref(),
+        Some("succeeded,abandoned,succeeded")
+    );
     assert_eq!(citus.rows().await, single.rows().await);
 }
 

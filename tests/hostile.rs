@@ -1,7 +1,8 @@
 //! Hostile input through the real load into a real PostgreSQL: whatever a listed entry is and
 //! whatever bytes a file holds, at most that file is skipped or those rows are rejected, each with
 //! its reason; the run succeeds and `rows read = loaded + rejected` holds. Generated inputs
-//! (proptest) first, then one example test for each class the generator found.
+//! (proptest) first, each batch loaded down both load paths (into an empty table, and appended to
+//! one that holds rows), then one example test for each class the generator found.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -187,49 +188,140 @@ fn write_case(case: &Case) -> Batch {
     batch
 }
 
-/// Loads one case and checks every promise; returns the run id.
-async fn check_case(db: &TestDb, case: &Case) -> Result<i64, TestCaseError> {
-    let batch = write_case(case);
+/// The two ways a plain load writes the table, chosen by whether it already holds rows.
+#[derive(Debug, Clone, Copy)]
+enum LoadPath {
+    /// The table is empty: bulk insert, the key dropped and added back.
+    Empty,
+    /// The table holds rows (the preloaded company's): upsert into it.
+    Append,
+}
+
+impl LoadPath {
+    /// The transform script only this path runs, as the ledger names it.
+    fn insert_script(self) -> &'static str {
+        match self {
+            LoadPath::Empty => "insert_empty.sql",
+            LoadPath::Append => "insert_query.sql",
+        }
+    }
+
+    /// Rows the table holds before each case: none, or the preloaded company's.
+    fn rows_before(self) -> u64 {
+        match self {
+            LoadPath::Empty => 0,
+            LoadPath::Append => GOOD_ROWS as u64,
+        }
+    }
+}
+
+/// A company the generator cannot name (its names have at most 8 characters), loaded into the
+/// append path's database once so that its table is never empty.
+const PRELOADED: &str = "zzPRELOADED";
+
+/// A migrated database for `path`: empty, or holding the [`PRELOADED`] company.
+async fn database_for(path: LoadPath) -> TestDb {
+    let db = TestDb::new().await;
+    let mut conn = db.db().connect().await.unwrap();
+    stockload::db::migrate(&mut conn).await.unwrap();
+    if let LoadPath::Append = path {
+        let file = format!("{PRELOADED}.csv");
+        let batch = Batch::new(&[(file.as_str(), &good_file())], &file);
+        let report = db.load(&batch, Default::default()).await;
+        assert!(report.error.is_none(), "preloading: {:?}", report.error);
+    }
+    db
+}
+
+/// Empties the table down to what `path` starts from: nothing, or the preloaded company.
+async fn reset(db: &TestDb, path: LoadPath) -> Result<(), TestCaseError> {
+    let keep = match path {
+        LoadPath::Empty => None,
+        LoadPath::Append => Some(PRELOADED),
+    };
     let mut conn = db.conn().await;
-    sqlx::query("TRUNCATE historical_stocks_data")
+    sqlx::query("DELETE FROM historical_stocks_data WHERE company_name IS DISTINCT FROM $1")
+        .bind(keep)
         .execute(&mut conn)
         .await
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    Ok(())
+}
+
+/// Loads one case down `path` and checks every promise; returns the run id.
+async fn check_case(
+    db: &TestDb,
+    batch: &Batch,
+    case: &Case,
+    path: LoadPath,
+) -> Result<i64, TestCaseError> {
+    reset(db, path).await?;
     let mut plan = batch.plan();
     plan.max_reject_ratio = 1.0;
     let report = db.load_plan(&plan).await;
     let s = &report.summary;
-    prop_assert!(report.error.is_none(), "run failed: {:?}", report.error);
+    prop_assert!(
+        report.error.is_none(),
+        "{:?}: run failed: {:?}",
+        path,
+        report.error
+    );
     prop_assert_eq!(s.status, RunStatus::Succeeded);
     prop_assert_eq!(s.rows_read, s.rows_loaded + s.rows_rejected);
     prop_assert_eq!(s.files_listed, s.files_loaded + s.files_skipped);
     prop_assert!(s.files_listed > case.entries.len() as u64 / 2);
     let run_id = s.run_id.expect("a succeeded run has an id");
 
+    let mut conn = db.conn().await;
     let counts = sqlx::query(include_str!("sql/hostile_counts.sql"))
         .bind(run_id)
+        .bind(PRELOADED)
         .fetch_one(&mut conn)
         .await
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let get = |i: usize| counts.get::<i64, _>(i) as u64;
-    prop_assert_eq!(get(0), s.rows_rejected, "row rejects recorded");
-    prop_assert_eq!(get(1), s.files_skipped, "skipped files recorded");
-    prop_assert_eq!(get(2), s.rows_loaded, "rows in the table");
-    prop_assert_eq!(get(3), 0, "row rejects without raw text or line");
-    prop_assert_eq!(get(4), GOOD_ROWS as u64, "the good file's rows");
-    prop_assert_eq!(get(5), 0, "rejects without a reason");
+    prop_assert_eq!(get(0), s.rows_rejected, "{:?}: row rejects recorded", path);
+    prop_assert_eq!(
+        get(1),
+        s.files_skipped,
+        "{:?}: skipped files recorded",
+        path
+    );
+    prop_assert_eq!(
+        get(2),
+        s.rows_loaded,
+        "{:?}: rows in the table, but the preloaded",
+        path
+    );
+    prop_assert_eq!(
+        get(3),
+        0,
+        "{:?}: row rejects without raw text or line",
+        path
+    );
+    prop_assert_eq!(get(4), GOOD_ROWS as u64, "{:?}: the good file's rows", path);
+    prop_assert_eq!(get(5), 0, "{:?}: rejects without a reason", path);
+    prop_assert_eq!(
+        get(6),
+        path.rows_before(),
+        "{:?}: the preloaded rows, untouched",
+        path
+    );
+    let scripts: String = counts.get(7);
+    prop_assert!(
+        scripts.contains(path.insert_script()),
+        "{:?}: the run took the other path: {}",
+        path,
+        scripts
+    );
     Ok(run_id)
 }
 
 #[test]
 fn generated_files_and_index_lines_never_sink_a_batch() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let db = runtime.block_on(TestDb::new());
-    // Migrate once so the TRUNCATE in each case has a table to empty.
-    runtime.block_on(async {
-        let mut conn = db.db().connect().await.unwrap();
-        stockload::db::migrate(&mut conn).await.unwrap();
-    });
+    let paths = [LoadPath::Empty, LoadPath::Append];
+    let dbs = paths.map(|path| runtime.block_on(database_for(path)));
     let cases = std::env::var("STOCKLOAD_PROPTEST_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -239,8 +331,13 @@ fn generated_files_and_index_lines_never_sink_a_batch() {
         failure_persistence: None,
         ..Config::default()
     });
+    // Each case down both paths, from the same files.
     let result = runner.run(&case(), |case| {
-        runtime.block_on(check_case(&db, &case)).map(|_| ())
+        let batch = write_case(&case);
+        for (db, path) in dbs.iter().zip(paths) {
+            runtime.block_on(check_case(db, &batch, &case, path))?;
+        }
+        Ok(())
     });
     if let Err(err) = result {
         panic!("{err}");

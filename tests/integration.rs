@@ -3,15 +3,20 @@
 
 mod support;
 
+mod auto_mode;
 mod citus;
 mod cli;
 mod hostile;
+mod ledger;
 mod load;
 mod logs;
 mod memory;
+mod migrations;
 mod notify;
+mod quality;
 mod quiet_logs;
 mod readonly;
+mod report;
 mod s3;
 mod secrets;
 mod stop;

@@ -420,10 +420,10 @@ async fn concurrent_loads_are_serialised() {
         ra.error,
         rb.error
     );
-    // Runs never overlap in time: each started after the previous one finished.
+    // Runs never overlap in time: each had its turn after the previous one finished.
     assert_eq!(
         db.scalar(
-            "SELECT bool_and(r2.started_at >= r1.finished_at)::text FROM load_runs r1 \
+            "SELECT bool_and(r2.opened_at >= r1.finished_at)::text FROM load_runs r1 \
              JOIN load_runs r2 ON r2.id = r1.id + 1"
         )
         .await,

@@ -4,23 +4,10 @@
 //! holding the load lock ourselves.
 
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::services::smtp;
-use crate::support::{csv, stockload, Batch, TestDb};
-
-/// Polls `check` until it holds, failing the test after `limit`.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use crate::support::{csv, stockload, wait_until, Batch, TestDb};
 
 /// Backends of stockload sessions waiting for the load lock.
 async fn waiting_loads(db: &TestDb) -> String {

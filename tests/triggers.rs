@@ -2,7 +2,7 @@
 //! and direct mode) against moto_server, `watch` on a folder, and the SQS consumer.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lambda_events::event::s3::S3Event;
 use stockload::pipeline::aws::{PipelineApi, PutOutcome, SdkDefinition, SdkPipelines};
@@ -10,7 +10,7 @@ use stockload::trigger::lambda::{handle, handle_with, DbSource, LambdaConfig, Mo
 
 use crate::cli_text as text;
 use crate::support::services::{self, aws, moto_env, smtp, tool, unique_bucket};
-use crate::support::{csv, stockload, Batch, TestDb};
+use crate::support::{csv, stockload, wait_until, wait_until_or, Batch, TestDb};
 
 fn settings_json(bucket: &str, name: &str) -> serde_json::Value {
     serde_json::json!({
@@ -289,10 +289,27 @@ async fn the_lambda_direct_mode_loads_the_batch_once_per_marker() {
         db.scalar("SELECT count(*)::text FROM load_runs").await,
         Some("1".into())
     );
-    assert_eq!(
-        smtp.messages(&format!("{notify_name}_Pipeline_Success"))
-            .len(),
-        1
+    let notices = smtp.messages(&format!("{notify_name}_Pipeline_Success"));
+    assert_eq!(notices.len(), 1);
+    // The run's report is in the source bucket, and the notice says where.
+    let run_id = db
+        .scalar("SELECT max(id)::text FROM load_runs")
+        .await
+        .unwrap();
+    let key = format!("Output/reports/run-{run_id}.html");
+    let report = aws
+        .s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.content_type(), Some("text/html; charset=utf-8"));
+    assert!(
+        notices[0].contains(&format!("Report: s3://{bucket}/{key}")),
+        "{}",
+        notices[0]
     );
 }
 
@@ -346,19 +363,6 @@ async fn watch_loads_each_new_marker_once_across_restarts() {
     );
 }
 
-/// Waits (bounded) until `check` holds, re-checking the real condition each time.
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 struct Watcher(Child);
 
 impl Drop for Watcher {
@@ -387,7 +391,7 @@ async fn a_running_watcher_picks_up_a_marker() {
             .unwrap(),
     );
     std::fs::write(monitored.path().join(".SUCCESS"), "").unwrap();
-    wait_for("the watcher's run", Duration::from_secs(60), || async {
+    wait_until("the watcher's run", Duration::from_secs(60), || async {
         db.succeeded_runs().await == 1
     })
     .await;
@@ -632,7 +636,7 @@ async fn a_failing_batch_is_retried_then_left_to_the_dead_letter_queue_with_a_no
             .spawn()
             .unwrap(),
     );
-    wait_for(
+    wait_until(
         "the message in the dead-letter queue",
         Duration::from_secs(90),
         || async { queue_depth(&aws, &setup.dlq_url).await == 1 },
@@ -701,7 +705,7 @@ async fn a_watcher_killed_mid_load_and_restarted_loads_the_batch_exactly_once() 
         .await
         .unwrap();
     let mut first = start();
-    wait_for("the first load to wait for the lock", Duration::from_secs(60), || async {
+    wait_until("the first load to wait for the lock", Duration::from_secs(60), || async {
         db.scalar(&format!(
             "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = {} \
              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
@@ -722,7 +726,7 @@ async fn a_watcher_killed_mid_load_and_restarted_loads_the_batch_exactly_once() 
         .unwrap();
     assert_eq!(db.rows().await.len(), 0, "the killed load wrote nothing");
     let _second = start();
-    wait_for(
+    wait_until(
         "the batch to be loaded",
         Duration::from_secs(120),
         || async { db.succeeded_runs().await == 1 },
@@ -734,7 +738,7 @@ async fn a_watcher_killed_mid_load_and_restarted_loads_the_batch_exactly_once() 
             .await,
         Some("1".into())
     );
-    wait_for(
+    wait_until(
         "the message to be deleted",
         Duration::from_secs(30),
         || async { queue_depth(&aws, &setup.queue_url).await == 0 },
@@ -1165,20 +1169,13 @@ impl Logged {
     }
 
     /// Waits (bounded) until `check` holds; on timeout the panic shows the loader's log.
-    async fn wait_until<F, Fut>(&self, what: &str, mut check: F)
+    async fn wait_until<F, Fut>(&self, what: &str, check: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let start = Instant::now();
-        while !check().await {
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "timed out waiting for {what}; the loader's log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let log = || format!("the loader's log:\n{}", self.log());
+        wait_until_or(what, Duration::from_secs(120), check, log).await;
     }
 
     fn assert_running(&mut self) {
@@ -1499,4 +1496,83 @@ async fn watch_recognises_markers_recorded_by_earlier_versions() {
         text(&output)
     );
     assert_eq!(db.succeeded_runs().await, 0);
+}
+
+/// A watch poll only reads the ledger: it works for a role that may read processed_markers but
+/// create nothing. (Polls used to run the migrations first, which such a role cannot: asserted
+/// below, so this test fails if a poll migrates again.) The health check is a ping, fine too.
+#[tokio::test]
+async fn a_watch_poll_reads_the_ledger_without_migrating() {
+    use sqlx::Connection;
+    use stockload::storage::{Location, Storage};
+    use stockload::trigger::watch::{find_markers, pending_markers};
+
+    let db = TestDb::new().await;
+    db.db().migrate().await.expect("migrate as the owner");
+    let monitored = tempfile::tempdir().unwrap();
+    for day in ["day1", "day2"] {
+        std::fs::create_dir(monitored.path().join(day)).unwrap();
+        std::fs::write(monitored.path().join(day).join(".SUCCESS"), day).unwrap();
+    }
+    let folder = Location::Local(monitored.path().to_path_buf());
+    let storage = Storage::new(None);
+    let markers = find_markers(&storage, &folder).await.unwrap();
+    assert_eq!(markers.len(), 2, "{markers:?}");
+    let mut conn = db.conn().await;
+    sqlx::query("INSERT INTO processed_markers (marker) VALUES ($1)")
+        .bind(&markers[0].id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    // A role that can log in and read processed_markers, and create nothing.
+    let name = url::Url::parse(&db.url).unwrap().path()[1..].to_string();
+    let (role, password) = (format!("poller_{name}"), "poller-pw-51c2e8");
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_string(),
+        format!("GRANT SELECT ON processed_markers TO {role}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some(password)).unwrap();
+    let poller =
+        stockload::db::Db::new(Some(url.as_str()), "64MB", Duration::from_secs(30)).unwrap();
+    let history = || async {
+        db.scalar("SELECT count(*)::text || ':' || max(applied_on) FROM refinery_schema_history")
+            .await
+    };
+    let before = history().await;
+
+    // The premise: migrating (even with nothing pending) needs CREATE, which the role lacks.
+    let err = poller
+        .migrate()
+        .await
+        .expect_err("the poller role may migrate")
+        .to_string();
+    assert!(err.contains("permission denied"), "{err}");
+
+    let pending = pending_markers(&storage, &poller, &folder)
+        .await
+        .expect("a poll as the poller");
+    assert_eq!(pending, markers[1..], "only the marker not yet loaded");
+    poller.ping().await.expect("the health check as the poller");
+    assert_eq!(history().await, before);
+    // Clean up the cluster-wide role (its grant goes with the test's database).
+    drop(conn);
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for statement in [
+        format!("REVOKE ALL ON processed_markers FROM {role}"),
+        format!("DROP ROLE {role}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use aws_lambda_events::event::s3::S3Event;
 use lambda_runtime::{service_fn, LambdaEvent};
 use stockload::aws::{Aws, AwsOptions};
-use stockload::trigger::lambda::{handle, LambdaConfig};
+use stockload::trigger::lambda::{handle_until, LambdaConfig};
 use stockload::LogFormat;
 
 #[tokio::main]
@@ -29,7 +29,8 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
     let aws = Aws::load(&AwsOptions::default()).await;
     let (aws, config) = (&aws, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| async move {
-        handle(aws, config, &event.payload)
+        // The context's deadline: auto mode weighs its estimate against the time left.
+        handle_until(aws, config, &event.payload, event.context.deadline())
             .await
             .map_err(|err| lambda_runtime::Error::from(err.to_string()))
     }))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::cli::DemoArgs;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::plan::Plan;
+use crate::plan::{Plan, DEFAULT_CONNECT_TIMEOUT_SECS, DEMO_WORK_MEM};
 use crate::storage::{Location, Storage};
 use crate::{devdb, load, report, sample};
 
@@ -24,7 +24,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<bool> {
             (started.url("stockload_demo"), Some(started))
         }
     };
-    let db = Db::new(Some(&url), "64MB", Duration::from_secs(30))?;
+    let db = Db::new(
+        Some(&url),
+        DEMO_WORK_MEM,
+        Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
+    )?;
     let folder = tempfile::Builder::new()
         .prefix("stockload-demo-")
         .tempdir()

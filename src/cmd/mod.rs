@@ -24,6 +24,8 @@ mod load;
 mod migrate;
 mod notify_test;
 mod pipeline;
+mod quality;
+mod report;
 #[cfg(feature = "dev-tools")]
 mod sample;
 mod sql;
@@ -50,7 +52,9 @@ pub async fn run(cli: Cli) -> Result<bool> {
         Command::NotifyTest(args) => notify_test::run(args).await,
         Command::Sql(args) => sql::run(args),
         Command::Stats(args) => stats::run(args).await,
+        Command::Quality(args) => quality::run(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Report(args) => report::run(args).await,
         #[cfg(feature = "dev-tools")]
         Command::Demo(args) => demo::run(args).await,
         #[cfg(feature = "aws")]
@@ -70,13 +74,22 @@ pub fn run_plan(args: &cli::RunArgs, source: Location, companies: Location) -> R
             args.max_reject_ratio
         )));
     }
+    if let Some(ratio) = args.fail_on_quality_errors {
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(Error::Config(format!(
+                "--fail-on-quality-errors must be between 0 and 1, not {ratio}"
+            )));
+        }
+    }
     let mut plan = Plan::new(source, companies);
+    plan.fail_on_quality_errors = args.fail_on_quality_errors;
     plan.basis = args.change_basis;
     plan.max_reject_ratio = args.max_reject_ratio;
     plan.concurrency = args.concurrency.max(1);
     plan.memory_budget = args.memory_budget;
     plan.follow_symlinks = args.follow_symlinks;
     plan.chunk_rows = args.chunk_rows.max(1);
+    plan.lock_wait = std::time::Duration::from_secs(args.lock_wait);
     plan.sql_dir = args.sql_dir.clone();
     Ok(plan)
 }

@@ -28,9 +28,8 @@ pub enum LoadPath {
 /// path but Citus (runs take turns: none is staging now), and run after a failed load.
 pub const CLEAR_WORK_SCRIPT: &str = "clear_work.sql";
 
-/// The scripts every path runs after the batch is written, before its own clean-up: the place
-/// for checks over what the run wrote.
-const CHECKS: &[&str] = &[];
+/// The data-quality checks (`sql/quality_checks.sql`): flag the rows the run wrote.
+pub const QUALITY_CHECKS: &str = "quality_checks.sql";
 
 impl LoadPath {
     /// Asks the database once, inside the load's transaction: a distributed table takes the
@@ -66,6 +65,7 @@ impl LoadPath {
                     "insert_query.sql",
                     "update_changes.sql",
                 ],
+                checks: vec![QUALITY_CHECKS],
                 cleanup: vec![],
             },
             LoadPath::Empty => StepNames {
@@ -74,6 +74,7 @@ impl LoadPath {
                 stage_chunk: vec!["stage_rejects.sql", "stage_scope.sql"],
                 per_chunk: vec!["insert_empty.sql"],
                 transform: vec!["record_staged.sql", "add_key.sql"],
+                checks: vec![QUALITY_CHECKS],
                 cleanup: vec![],
             },
             LoadPath::Citus => StepNames {
@@ -87,6 +88,7 @@ impl LoadPath {
                     "citus/insert_query.sql",
                     "citus/update_changes.sql",
                 ],
+                checks: vec!["citus/quality_checks.sql"],
                 cleanup: vec!["citus/clear_stage.sql"],
             },
         }
@@ -111,7 +113,8 @@ impl LoadPath {
 /// A path's script names, by phase (see [`Steps`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepNames {
-    /// Run in the load's transaction before staging.
+    /// Run in the load's transaction before staging; they may take strong locks (DDL), so each
+    /// is run patiently (`transform::run_script_patiently`): readers never pile up behind them.
     pub prepare: Vec<&'static str>,
     /// Creates the staging table (the chunks of the empty-table path are made like it).
     pub stage: &'static str,
@@ -121,6 +124,9 @@ pub struct StepNames {
     pub per_chunk: Vec<&'static str>,
     /// Writes the staged batch (or finishes writing it), after the reject limits are checked.
     pub transform: Vec<&'static str>,
+    /// Checks over what the run wrote (the data-quality flags; `quality::review` reads what
+    /// they found), after the transform.
+    pub checks: Vec<&'static str>,
     /// Runs last.
     pub cleanup: Vec<&'static str>,
 }
@@ -130,7 +136,7 @@ impl StepNames {
     /// clean-up.
     pub fn finish(&self) -> Vec<&'static str> {
         let mut names = self.transform.clone();
-        names.extend_from_slice(CHECKS);
+        names.extend_from_slice(&self.checks);
         names.extend_from_slice(&self.cleanup);
         names
     }
@@ -149,7 +155,7 @@ impl StepNames {
 /// A path's scripts, read and ready to run.
 #[derive(Debug)]
 pub struct Steps {
-    /// Run in the load's transaction before staging.
+    /// Run in the load's transaction before staging, patiently (they may take strong locks).
     pub prepare: Vec<Script>,
     /// Creates the staging table.
     pub stage: Script,
@@ -197,6 +203,16 @@ mod tests {
         let empty = LoadPath::Empty.script_names();
         assert!(empty.prepare.contains(&"drop_key.sql"));
         assert!(empty.finish().contains(&"add_key.sql"));
+        // Every path checks what it wrote, after writing it.
+        for path in PATHS {
+            let names = path.script_names();
+            let finish = names.finish();
+            let check = finish
+                .iter()
+                .position(|n| n.ends_with(QUALITY_CHECKS))
+                .unwrap_or_else(|| panic!("{path:?} runs no quality checks"));
+            assert!(check >= names.transform.len(), "{path:?}: {finish:?}");
+        }
         // Citus empties its staging tables last, after any check that reads them.
         assert_eq!(
             LoadPath::Citus.script_names().finish().last(),

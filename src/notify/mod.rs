@@ -52,9 +52,10 @@ impl FromStr for Target {
         if text == "console" {
             return Ok(Target::Console);
         }
+        // The value may hold a password (a mistyped URL): shown the one redacted way.
         Err(Error::Config(format!(
             "notify target {:?} is not one of sns:ARN, smtp://..., console",
-            crate::notify::smtp::redact(text)
+            Secret::new(text).redacted()
         )))
     }
 }
@@ -150,6 +151,25 @@ impl Notice {
         }
     }
 
+    /// Names where the run's report is (a file or an s3:// key) at the end of the body.
+    pub fn add_report(&mut self, location: &str) {
+        let _ = writeln!(self.body, "\nReport: {location}");
+        if location.starts_with("s3://") {
+            let _ = writeln!(
+                self.body,
+                "(to open it: aws s3 cp {location} . and open the file in a browser)"
+            );
+        }
+    }
+
+    /// Says at the end of the body that the run's report could not be written, and why.
+    pub fn add_report_failure(&mut self, reason: &str) {
+        let _ = writeln!(
+            self.body,
+            "\nThe run's report could not be written: {reason}"
+        );
+    }
+
     /// The notice for a run that could not even start (bad configuration, ...).
     pub fn from_error(name: &str, what: &str, error: &Error) -> Notice {
         Notice {
@@ -157,6 +177,20 @@ impl Notice {
             body: format!(
                 "stockload could not start the run ({what}).\n\nWhat went wrong: {error}\n\n\
                  Nothing was loaded; the database is as it was.\n"
+            ),
+            success: false,
+        }
+    }
+
+    /// The failure notice of an earlier run found dead (its session gone) and closed as
+    /// abandoned by a later run.
+    pub fn abandoned(name: &str, run: &crate::ledger::Abandoned) -> Notice {
+        Notice {
+            subject: subject(name, false),
+            body: format!(
+                "stockload found an earlier run dead.\n\nWhat went wrong: {run}.\n\n\
+                 Nothing it staged was committed: the database is as it was before it. It is now \
+                 recorded as abandoned in load_runs.\n"
             ),
             success: false,
         }
@@ -287,6 +321,27 @@ mod tests {
     }
 
     #[test]
+    fn a_notice_names_the_report_or_why_there_is_none() {
+        let mut notice = Notice::test("x");
+        notice.add_report("s3://b/Output/reports/run-4.html");
+        assert!(notice.body.ends_with(
+            "\nReport: s3://b/Output/reports/run-4.html\n\
+             (to open it: aws s3 cp s3://b/Output/reports/run-4.html . and open the file in a browser)\n"
+        ), "{}", notice.body);
+        let mut notice = Notice::test("x");
+        notice.add_report("/srv/reports/run-4.html");
+        assert!(
+            notice.body.ends_with("\nReport: /srv/reports/run-4.html\n"),
+            "{}",
+            notice.body
+        );
+        notice.add_report_failure("cannot write /srv: permission denied");
+        assert!(notice
+            .body
+            .contains("The run's report could not be written: cannot write /srv"));
+    }
+
+    #[test]
     fn subjects_follow_the_pipeline_convention() {
         assert_eq!(
             subject("Ada_Lovelace", true),
@@ -297,5 +352,31 @@ mod tests {
             "Ada_Lovelace_Pipeline_Failure"
         );
         assert_eq!(subject(" ", false), "stockload_Pipeline_Failure");
+    }
+
+    #[test]
+    fn a_notice_says_what_the_quality_checks_found() {
+        let plan = crate::plan::Plan::new(
+            crate::storage::Location::Local("Stocks".into()),
+            crate::storage::Location::Local("top_companies.txt".into()),
+        );
+        let mut summary = Summary::new(&plan);
+        summary.status = RunStatus::Succeeded;
+        summary.run_id = Some(7);
+        summary.quality = vec![crate::summary::QualityCount {
+            check_name: "suspected_split".into(),
+            severity: "warning".into(),
+            flags: 2,
+            cleared: 0,
+        }];
+        let notice = Notice::from_summary("stockload", &summary);
+        assert!(
+            notice
+                .body
+                .contains("quality:   0 errors, 2 warnings (suspected_split 2)"),
+            "{}",
+            notice.body
+        );
+        assert!(notice.body.contains("stockload quality --run 7"));
     }
 }

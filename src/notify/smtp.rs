@@ -10,6 +10,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::Notice;
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub struct SmtpTarget {
     /// Connection security.
     pub tls: Security,
     username: Option<String>,
-    password: Option<String>,
+    password: Option<Secret>,
 }
 
 impl std::fmt::Debug for SmtpTarget {
@@ -57,20 +58,12 @@ impl std::fmt::Display for SmtpTarget {
     }
 }
 
-/// A URL with any `user:password@` removed, for error messages.
-pub fn redact(text: &str) -> String {
-    match (text.find("://"), text.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***@{}", &text[..scheme + 3], &text[at + 1..])
-        }
-        _ => text.to_string(),
-    }
-}
-
 impl SmtpTarget {
     /// Parses a target URL.
     pub fn parse(text: &str) -> Result<SmtpTarget> {
-        let bad = |why: &str| Error::Config(format!("notify target {}: {why}", redact(text)));
+        // The URL may carry the password: errors show it the one redacted way.
+        let shown = Secret::new(text);
+        let bad = |why: &str| Error::Config(format!("notify target {shown}: {why}"));
         let url = url::Url::parse(text).map_err(|_| bad("not a valid URL"))?;
         let host = url
             .host_str()
@@ -128,7 +121,8 @@ impl SmtpTarget {
             .or_else(|| (!url.username().is_empty()).then(|| decode(url.username())));
         let password = std::env::var("SMTP_PASSWORD")
             .ok()
-            .or_else(|| url.password().map(decode));
+            .or_else(|| url.password().map(decode))
+            .map(Secret::new);
         Ok(SmtpTarget {
             host,
             port,
@@ -170,7 +164,8 @@ impl SmtpTarget {
             .port(self.port)
             .timeout(Some(std::time::Duration::from_secs(30)));
         if let (Some(user), Some(password)) = (&self.username, &self.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+            let password = password.expose().to_string();
+            builder = builder.credentials(Credentials::new(user.clone(), password));
         }
         builder
             .build()
@@ -200,6 +195,15 @@ mod tests {
             .to_string();
         assert!(err.contains("missing from"), "{err}");
         assert!(!err.contains("secretpw"), "{err}");
+        // The one redaction of the house (`Secret`), not a format of its own.
+        assert!(err.contains("smtp://u:********@mail.x.io"), "{err}");
+        if std::env::var_os("SMTP_PASSWORD").is_none() {
+            // Percent-decoded from the URL, and kept as a `Secret` (its Debug hides it).
+            let t = SmtpTarget::parse("smtp://u:p%40ss-XYZ@m?from=a@x.io&to=b@x.io").unwrap();
+            let password = t.password.as_ref().expect("the URL's password");
+            assert_eq!(password.expose(), "p@ss-XYZ");
+            assert!(!format!("{password:?}").contains("XYZ"));
+        }
         assert!(SmtpTarget::parse("smtp://h?from=a@x.io&to=not-an-address").is_err());
     }
 }

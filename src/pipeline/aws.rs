@@ -320,14 +320,7 @@ pub(crate) async fn start<P: PipelineApi>(
     activation: impl Future<Output = Result<Option<Activation>>>,
 ) -> Result<String> {
     // Read and check the definition first: a bad one must not cost us the current pipeline.
-    let bytes = Storage::new(Some(aws.clone()))
-        .read_required(location)
-        .await?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::Config(format!("{location} is not UTF-8 JSON")))?;
-    let definition = Definition::from_json(&text).map_err(|e| e.in_file(location))?;
-    validate(&definition).map_err(Error::Definition)?;
-    tracing::info!(%location, objects = definition.objects.len(), "definition read and checked");
+    let definition = read_definition(aws, location).await?;
 
     let existing = api.describe(&api.list_named(name).await?).await?;
     let (ours, others): (Vec<PipelineInfo>, Vec<PipelineInfo>) = existing
@@ -346,8 +339,41 @@ pub(crate) async fn start<P: PipelineApi>(
         ));
     }
 
-    // The previous marker's pipeline: replaced only when nothing of it can still be running.
+    refuse_while_running(api, name, &others).await?;
     for other in &others {
+        api.delete(&other.id).await?;
+        tracing::info!(pipeline = %other.id, "deleted previous pipeline {name}");
+    }
+    let pipeline_id = resume_or_create(api, name, id, &ours).await?;
+    put_definition(api, &pipeline_id, &definition).await?;
+    api.activate(&pipeline_id, activation_values(activation.await?)?)
+        .await?;
+    Ok(format!(
+        "{id}: pipeline {name} ({pipeline_id}) created and activated"
+    ))
+}
+
+/// Reads the definition at `location` and checks it as AWS would.
+async fn read_definition(aws: &Aws, location: &Location) -> Result<Definition> {
+    let bytes = Storage::new(Some(aws.clone()))
+        .read_required(location)
+        .await?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::Config(format!("{location} is not UTF-8 JSON")))?;
+    let definition = Definition::from_json(&text).map_err(|e| e.in_file(location))?;
+    validate(&definition).map_err(Error::Definition)?;
+    tracing::info!(%location, objects = definition.objects.len(), "definition read and checked");
+    Ok(definition)
+}
+
+/// Fails while a previous marker's pipeline (one of `others`) may still be running: it is
+/// replaced only when nothing of it can, and never cancelled.
+async fn refuse_while_running<P: PipelineApi>(
+    api: &P,
+    name: &str,
+    others: &[PipelineInfo],
+) -> Result<()> {
+    for other in others {
         if other.is_idle() {
             continue;
         }
@@ -368,20 +394,25 @@ pub(crate) async fn start<P: PipelineApi>(
             ),
         ));
     }
-    for other in &others {
-        api.delete(&other.id).await?;
-        tracing::info!(pipeline = %other.id, "deleted previous pipeline {name}");
-    }
+    Ok(())
+}
 
-    // Resume our own pending pipeline, or create it. The unique id is derived from the marker:
-    // AWS answers a repeated CreatePipeline (a retry, concurrent duplicates) with the same one.
-    let pipeline_id = match ours.split_first() {
+/// The id of the marker's pipeline: its pending one (`ours`, none activated) resumed, extra ones
+/// deleted, or a new one. The unique id is derived from the marker: AWS answers a repeated
+/// CreatePipeline (a retry, concurrent duplicates) with the same pipeline.
+async fn resume_or_create<P: PipelineApi>(
+    api: &P,
+    name: &str,
+    id: &str,
+    ours: &[PipelineInfo],
+) -> Result<String> {
+    match ours.split_first() {
         Some((pending, extras)) => {
             for extra in extras {
                 api.delete(&extra.id).await?;
             }
             tracing::info!(pipeline = %pending.id, "resuming the marker's pending pipeline");
-            pending.id.clone()
+            Ok(pending.id.clone())
         }
         None => {
             let digest = Sha256::digest(id.as_bytes());
@@ -390,14 +421,21 @@ pub(crate) async fn start<P: PipelineApi>(
                 .create(name, &format!("stockload-{unique_id}"), id)
                 .await?;
             tracing::info!(pipeline = %created, "created pipeline {name}");
-            created
+            Ok(created)
         }
-    };
+    }
+}
 
-    // Put (again: a pending pipeline's definition is simply replaced), then activate.
-    let api_definition = to_api_objects(&definition);
+/// Puts `definition` on the pipeline (again, for a pending one: its definition is simply
+/// replaced), logging AWS's warnings and failing on its errors.
+async fn put_definition<P: PipelineApi>(
+    api: &P,
+    pipeline_id: &str,
+    definition: &Definition,
+) -> Result<()> {
+    let api_definition = to_api_objects(definition);
     let put = api
-        .put_definition(&pipeline_id, sdk_objects(&api_definition)?)
+        .put_definition(pipeline_id, sdk_objects(&api_definition)?)
         .await?;
     for warning in &put.warnings {
         tracing::warn!("definition warning: {warning}");
@@ -409,11 +447,7 @@ pub(crate) async fn start<P: PipelineApi>(
         ));
     }
     tracing::info!(pipeline = %pipeline_id, "definition put");
-    api.activate(&pipeline_id, activation_values(activation.await?)?)
-        .await?;
-    Ok(format!(
-        "{id}: pipeline {name} ({pipeline_id}) created and activated"
-    ))
+    Ok(())
 }
 
 /// Parameter values given to ActivatePipeline when the caller knows the database, so they never

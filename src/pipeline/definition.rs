@@ -257,6 +257,10 @@ fn load_command(s: &PipelineSettings) -> String {
     let binary = shell_word(&format!("s3://{bucket}/{}", s.binary_key));
     let source = shell_word(&format!("s3://{bucket}/{}", s.stocks_prefix));
     let companies = shell_word(&format!("s3://{bucket}/{}", s.companies_key));
+    let reports = shell_word(&format!(
+        "s3://{bucket}/{}",
+        crate::plan::DEFAULT_REPORTS_PREFIX
+    ));
     let region = shell_word(&s.region);
     let user = percent_encode(&s.db_user);
     let db = percent_encode(&s.db_name);
@@ -266,30 +270,50 @@ fn load_command(s: &PipelineSettings) -> String {
         "export AWS_REGION={region} AWS_DEFAULT_REGION={region} PGPASSWORD=\"$1\" && \
          aws s3 cp {binary} ./stockload && chmod +x ./stockload && \
          DATABASE_URL=\"postgres://{user}@$2:5432/{db}?sslmode=require\" \
-         ./stockload load --source {source} --companies {companies}"
+         ./stockload load --source {source} --companies {companies} --report {reports}"
     )
 }
 
-/// Builds the stockload pipeline definition from `s`.
+/// Builds the stockload pipeline definition from `s`: one EC2 instance runs the load, then the
+/// follow-up SQL on the RDS database, each step reporting to an SNS alarm.
 pub(crate) fn build_definition(s: &PipelineSettings) -> Definition {
-    let bucket = &s.source_bucket;
     let embedded_password = match (&s.db_password, s.embed_password) {
         (Some(p), true) => Some(p.expose().to_string()),
         _ => None,
     };
+    // The password goes in as written only when it is to be embedded; otherwise as the
+    // expression of its parameter, which Data Pipeline stores encrypted.
     let password_value = match &embedded_password {
         Some(p) => p.clone(),
         None => format!("#{{{PASSWORD_PARAMETER}}}"),
     };
-    let endpoint_value = format!("#{{{ENDPOINT_PARAMETER}}}");
+    Definition {
+        objects: vec![
+            default_object(s),
+            ec2_instance(s),
+            load_activity(s, &password_value),
+            rds_database(s, &password_value),
+            update_changes_activity(s),
+            success_alarm(s),
+            failure_alarm(s),
+        ],
+        parameters: parameters(embedded_password.is_none()),
+        values: parameter_values(s),
+    }
+}
 
-    let default = PipelineObject::new("Default", None)
+/// `Default`: on-demand runs, the log folder and the roles every object inherits.
+fn default_object(s: &PipelineSettings) -> PipelineObject {
+    PipelineObject::new("Default", None)
         .with("scheduleType", "ondemand")
         .with("failureAndRerunMode", "CASCADE")
-        .with("pipelineLogUri", format!("s3://{bucket}/Logs/"))
+        .with("pipelineLogUri", format!("s3://{}/Logs/", s.source_bucket))
         .with("role", s.role.as_str())
-        .with("resourceRole", s.resource_role.as_str());
+        .with("resourceRole", s.resource_role.as_str())
+}
 
+/// The EC2 instance the activities run on, in the configured network when one is given.
+fn ec2_instance(s: &PipelineSettings) -> PipelineObject {
     let mut ec2 = PipelineObject::new("Ec2Instance", Some("Ec2Resource"))
         .with("imageId", s.ami_id.as_str())
         .with("instanceType", s.instance_type.as_str())
@@ -316,41 +340,56 @@ pub(crate) fn build_definition(s: &PipelineSettings) -> Definition {
     if let Some(key) = &s.key_pair {
         ec2 = ec2.with("keyPair", key.as_str());
     }
+    ec2
+}
 
-    let load = PipelineObject::new("LoadActivity", Some("ShellCommandActivity"))
+/// The shell activity that runs `stockload load`; the password and endpoint reach it as script
+/// arguments (see [`load_command`]).
+fn load_activity(s: &PipelineSettings, password_value: &str) -> PipelineObject {
+    let endpoint_value = format!("#{{{ENDPOINT_PARAMETER}}}");
+    PipelineObject::new("LoadActivity", Some("ShellCommandActivity"))
         .with("runsOn", FieldValue::reference("Ec2Instance"))
         .with("command", load_command(s))
         .with(
             "scriptArgument",
             FieldValue::List(vec![
-                FieldValue::string(password_value.as_str()),
+                FieldValue::string(password_value),
                 FieldValue::string(endpoint_value.as_str()),
             ]),
         )
         .with("maximumRetries", "1")
         .with("onSuccess", FieldValue::reference("SuccessAlarm"))
-        .with("onFail", FieldValue::reference("FailureAlarm"));
+        .with("onFail", FieldValue::reference("FailureAlarm"))
+}
 
-    let rds = PipelineObject::new("RdsDatabase", Some("RdsDatabase"))
+/// The RDS database the SQL activity connects to.
+fn rds_database(s: &PipelineSettings, password_value: &str) -> PipelineObject {
+    PipelineObject::new("RdsDatabase", Some("RdsDatabase"))
         .with("rdsInstanceId", s.rds_instance_id.as_str())
         .with("username", s.db_user.as_str())
-        .with("*password", password_value.as_str())
+        .with("*password", password_value)
         .with("databaseName", s.db_name.as_str())
-        .with("region", s.region.as_str());
+        .with("region", s.region.as_str())
+}
 
-    let update = PipelineObject::new("UpdateChangesActivity", Some("SqlActivity"))
+/// The SQL activity that runs the follow-up script from the bucket once the load is done.
+fn update_changes_activity(s: &PipelineSettings) -> PipelineObject {
+    PipelineObject::new("UpdateChangesActivity", Some("SqlActivity"))
         .with("database", FieldValue::reference("RdsDatabase"))
         .with(
             "scriptUri",
-            format!("s3://{bucket}/{}", s.update_script_key),
+            format!("s3://{}/{}", s.source_bucket, s.update_script_key),
         )
         .with("runsOn", FieldValue::reference("Ec2Instance"))
         .with("dependsOn", FieldValue::reference("LoadActivity"))
         .with("onSuccess", FieldValue::reference("SuccessAlarm"))
-        .with("onFail", FieldValue::reference("FailureAlarm"));
+        .with("onFail", FieldValue::reference("FailureAlarm"))
+}
 
+/// The SNS notice of a step that succeeded.
+fn success_alarm(s: &PipelineSettings) -> PipelineObject {
     let name = &s.pipeline_name;
-    let success = PipelineObject::new("SuccessAlarm", Some("SnsAlarm"))
+    PipelineObject::new("SuccessAlarm", Some("SnsAlarm"))
         .with("topicArn", s.topic_arn.as_str())
         .with("subject", s.success_subject())
         .with(
@@ -360,8 +399,13 @@ pub(crate) fn build_definition(s: &PipelineSettings) -> Definition {
                  ended #{{node.@actualEndTime}})."
             ),
         )
-        .with("role", s.role.as_str());
-    let failure = PipelineObject::new("FailureAlarm", Some("SnsAlarm"))
+        .with("role", s.role.as_str())
+}
+
+/// The SNS notice of a step that failed, with its error message.
+fn failure_alarm(s: &PipelineSettings) -> PipelineObject {
+    let name = &s.pipeline_name;
+    PipelineObject::new("FailureAlarm", Some("SnsAlarm"))
         .with("topicArn", s.topic_arn.as_str())
         .with("subject", s.failure_subject())
         .with(
@@ -371,20 +415,27 @@ pub(crate) fn build_definition(s: &PipelineSettings) -> Definition {
                  #{{node.errorMessage}}"
             ),
         )
-        .with("role", s.role.as_str());
+        .with("role", s.role.as_str())
+}
 
+/// The parameters: the RDS endpoint, and the password unless it is embedded.
+fn parameters(password_parameter: bool) -> Vec<Parameter> {
     let mut parameters = vec![Parameter::string(
         ENDPOINT_PARAMETER,
         "Endpoint host name of the RDS PostgreSQL instance",
     )
     .with("watermark", "mydb.abcdefghijkl.us-east-1.rds.amazonaws.com")];
-    if embedded_password.is_none() {
+    if password_parameter {
         parameters.push(
             Parameter::string(PASSWORD_PARAMETER, "Password of the RDS database user")
                 .with("watermark", "RDS password (stored encrypted)"),
         );
     }
+    parameters
+}
 
+/// The parameter values known when the definition is built: the endpoint, when given.
+fn parameter_values(s: &PipelineSettings) -> BTreeMap<String, FieldValue> {
     let mut values = BTreeMap::new();
     if let Some(endpoint) = &s.rds_endpoint {
         values.insert(
@@ -392,12 +443,7 @@ pub(crate) fn build_definition(s: &PipelineSettings) -> Definition {
             FieldValue::string(endpoint.as_str()),
         );
     }
-
-    Definition {
-        objects: vec![default, ec2, load, rds, update, success, failure],
-        parameters,
-        values,
-    }
+    values
 }
 
 #[cfg(test)]
@@ -462,7 +508,7 @@ mod tests {
             "aws s3 cp s3://stock-bucket/Scripts/stockload ./stockload && chmod +x ./stockload"
         ));
         assert!(command.contains(
-            "./stockload load --source s3://stock-bucket/Stocks/ --companies s3://stock-bucket/CompanyNames/top_companies.txt"
+            "./stockload load --source s3://stock-bucket/Stocks/ --companies s3://stock-bucket/CompanyNames/top_companies.txt --report s3://stock-bucket/Output/reports/"
         ));
         assert!(command.contains("postgres://loader@$2:5432/stocks?sslmode=require"));
         assert!(command.contains("PGPASSWORD=\"$1\""));

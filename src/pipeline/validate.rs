@@ -221,11 +221,32 @@ fn required_fields(object_type: &str) -> &'static [&'static [&'static str]] {
 /// Checks what AWS would reject at PutPipelineDefinition time but neither the
 /// AWS CLI's translator nor botocore's parameter validation catches.
 ///
-/// Returns every problem found, each message naming the object and field.
+/// Returns every problem found, each message naming the object and field, in the order: ids,
+/// parameters, values, then each object (name, type, fields, required fields).
 pub(crate) fn validate(def: &Definition) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
+    let by_id = check_ids(def, &mut errors);
+    let parameter_ids = check_parameters(def, &mut errors);
+    check_values(def, &parameter_ids, &mut errors);
+    let names = Names {
+        by_id: &by_id,
+        parameter_ids: &parameter_ids,
+    };
+    for (i, o) in def.objects.iter().enumerate() {
+        names.check_object(o, &label(o, i), &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
 
-    // Ids: present and unique.
+/// Ids: present and unique. Returns the objects by id (the last of a duplicated id wins).
+fn check_ids<'a>(
+    def: &'a Definition,
+    errors: &mut Vec<String>,
+) -> HashMap<&'a str, &'a PipelineObject> {
     let mut by_id: HashMap<&str, &PipelineObject> = HashMap::new();
     for (i, o) in def.objects.iter().enumerate() {
         if o.id.is_empty() {
@@ -236,8 +257,11 @@ pub(crate) fn validate(def: &Definition) -> Result<(), Vec<String>> {
             errors.push(format!("duplicate object id \"{}\"", o.id));
         }
     }
+    by_id
+}
 
-    // Parameters: ids, attributes, count.
+/// Parameters: count, ids, attributes and types. Returns the declared parameter ids.
+fn check_parameters<'a>(def: &'a Definition, errors: &mut Vec<String>) -> BTreeSet<&'a str> {
     let mut parameter_ids: BTreeSet<&str> = BTreeSet::new();
     if def.parameters.len() > MAX_PARAMETERS {
         errors.push(format!(
@@ -267,7 +291,7 @@ pub(crate) fn validate(def: &Definition) -> Result<(), Vec<String>> {
             if !PARAMETER_ATTRIBUTES.contains(&key.as_str()) {
                 errors.push(format!("{plabel} has unknown attribute \"{key}\""));
             }
-            check_string_value(value, &format!("{plabel} attribute \"{key}\""), &mut errors);
+            check_string_value(value, &format!("{plabel} attribute \"{key}\""), errors);
         }
         if let Some(FieldValue::String(t)) = p.attributes.get("type") {
             if !PARAMETER_TYPES.contains(&t.as_str()) {
@@ -278,18 +302,29 @@ pub(crate) fn validate(def: &Definition) -> Result<(), Vec<String>> {
             }
         }
     }
+    parameter_ids
+}
 
-    // Values: declared parameter, strings only.
+/// Values: each for a declared parameter, strings only.
+fn check_values(def: &Definition, parameter_ids: &BTreeSet<&str>, errors: &mut Vec<String>) {
     for (id, value) in &def.values {
         if !parameter_ids.contains(id.as_str()) {
             errors.push(format!("value \"{id}\" has no matching parameter"));
         }
-        check_string_value(value, &format!("value \"{id}\""), &mut errors);
+        check_string_value(value, &format!("value \"{id}\""), errors);
     }
+}
 
-    // Objects.
-    for (i, o) in def.objects.iter().enumerate() {
-        let l = label(o, i);
+/// What an object's fields may name: the objects by id (for refs and inherited fields) and the
+/// declared parameters (for `#{...}` expressions).
+struct Names<'a> {
+    by_id: &'a HashMap<&'a str, &'a PipelineObject>,
+    parameter_ids: &'a BTreeSet<&'a str>,
+}
+
+impl Names<'_> {
+    /// One object, labelled `l`: name, type, every field, then the required fields of its type.
+    fn check_object(&self, o: &PipelineObject, l: &str, errors: &mut Vec<String>) {
         let is_default = o.id == "Default";
         if o.name.as_deref().is_none_or(str::is_empty) {
             errors.push(format!("{l} is missing \"name\""));
@@ -301,67 +336,76 @@ pub(crate) fn validate(def: &Definition) -> Result<(), Vec<String>> {
             }
             _ => {}
         }
-
         for (key, value) in &o.fields {
             let items: Vec<&FieldValue> = match value {
                 FieldValue::List(items) => items.iter().collect(),
                 single => vec![single],
             };
             for item in items {
-                match item {
-                    FieldValue::Invalid(v) => errors.push(format!(
-                        "{l} field \"{key}\" has {} value; only strings, {{\"ref\": ...}} and lists of those are allowed",
-                        describe_invalid(v)
-                    )),
-                    FieldValue::List(_) => errors.push(format!(
-                        "{l} field \"{key}\" has a nested list value; only strings, {{\"ref\": ...}} and lists of those are allowed"
-                    )),
-                    FieldValue::Ref(target) => {
-                        if !by_id.contains_key(target.as_str()) {
-                            errors.push(format!(
-                                "{l} field \"{key}\" refers to \"{target}\", which is not an object id"
-                            ));
-                        }
-                    }
-                    FieldValue::String(text) => {
-                        if REF_FIELDS.contains(&key.as_str()) {
-                            errors.push(format!(
-                                "{l} field \"{key}\" must be a {{\"ref\": ...}}, not the string \"{text}\""
-                            ));
-                        }
-                        for name in expression_names(text) {
-                            let declared = parameter_ids.contains(name.as_str())
-                                || inherited(&by_id, o, &name).is_some();
-                            if !declared {
-                                errors.push(format!(
-                                    "{l} field \"{key}\" uses \"#{{{name}}}\", but no parameter \"{name}\" is declared"
-                                ));
-                            }
-                        }
-                    }
-                }
+                self.check_field_item(o, l, key, item, errors);
             }
         }
-
         if let Some(t) = &o.object_type {
-            for group in required_fields(t) {
-                let present = group.iter().any(|k| inherited(&by_id, o, k).is_some());
-                if !present {
-                    let wanted = group
-                        .iter()
-                        .map(|k| format!("\"{k}\""))
-                        .collect::<Vec<_>>()
-                        .join(" or ");
-                    errors.push(format!("{l} is missing required field {wanted}"));
+            self.check_required(o, l, t, errors);
+        }
+    }
+
+    /// One value of field `key` (the field itself, or one item of its list).
+    fn check_field_item(
+        &self,
+        o: &PipelineObject,
+        l: &str,
+        key: &str,
+        item: &FieldValue,
+        errors: &mut Vec<String>,
+    ) {
+        match item {
+            FieldValue::Invalid(v) => errors.push(format!(
+                "{l} field \"{key}\" has {} value; only strings, {{\"ref\": ...}} and lists of those are allowed",
+                describe_invalid(v)
+            )),
+            FieldValue::List(_) => errors.push(format!(
+                "{l} field \"{key}\" has a nested list value; only strings, {{\"ref\": ...}} and lists of those are allowed"
+            )),
+            FieldValue::Ref(target) => {
+                if !self.by_id.contains_key(target.as_str()) {
+                    errors.push(format!(
+                        "{l} field \"{key}\" refers to \"{target}\", which is not an object id"
+                    ));
+                }
+            }
+            FieldValue::String(text) => {
+                if REF_FIELDS.contains(&key) {
+                    errors.push(format!(
+                        "{l} field \"{key}\" must be a {{\"ref\": ...}}, not the string \"{text}\""
+                    ));
+                }
+                for name in expression_names(text) {
+                    let declared = self.parameter_ids.contains(name.as_str())
+                        || inherited(self.by_id, o, &name).is_some();
+                    if !declared {
+                        errors.push(format!(
+                            "{l} field \"{key}\" uses \"#{{{name}}}\", but no parameter \"{name}\" is declared"
+                        ));
+                    }
                 }
             }
         }
     }
 
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
+    /// The required fields of type `t`, found on the object, its parents or `Default`.
+    fn check_required(&self, o: &PipelineObject, l: &str, t: &str, errors: &mut Vec<String>) {
+        for group in required_fields(t) {
+            let present = group.iter().any(|k| inherited(self.by_id, o, k).is_some());
+            if !present {
+                let wanted = group
+                    .iter()
+                    .map(|k| format!("\"{k}\""))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                errors.push(format!("{l} is missing required field {wanted}"));
+            }
+        }
     }
 }
 

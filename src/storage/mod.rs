@@ -494,6 +494,33 @@ impl Storage {
         }
     }
 
+    /// The size in bytes of every file directly in a folder or under a prefix, by location (as
+    /// [`Location::join`] names them): a listing only, nothing is read.
+    pub async fn sizes(&self, folder: &Location) -> Result<std::collections::HashMap<String, u64>> {
+        match folder {
+            Location::Local(dir) => {
+                let entries =
+                    std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))?;
+                Ok(entries
+                    .flatten()
+                    .filter_map(|entry| {
+                        let meta = entry.metadata().ok().filter(|m| m.is_file())?;
+                        let location = Location::Local(dir.join(entry.file_name()));
+                        Some((location.to_string(), meta.len()))
+                    })
+                    .collect())
+            }
+            #[cfg(feature = "aws")]
+            Location::S3 { bucket, key } => Ok(s3::sizes(self.s3(folder)?, bucket, key)
+                .await?
+                .into_iter()
+                .map(|(key, size)| (format!("s3://{bucket}/{key}"), size))
+                .collect()),
+            #[cfg(not(feature = "aws"))]
+            Location::S3 { .. } => Err(crate::aws::without_aws(&folder.to_string())),
+        }
+    }
+
     /// Writes a whole (small) file: a local file (folders created) or an S3 object.
     pub async fn write(&self, location: &Location, bytes: Vec<u8>) -> Result<()> {
         match location {

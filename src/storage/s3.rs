@@ -140,12 +140,17 @@ pub async fn check_prefix(client: &Client, bucket: &str, prefix: &str) -> Result
         .map_err(|err| s3_error("list", bucket, prefix, err))
 }
 
-/// Uploads a small object in one request.
+/// Uploads a small object in one request. An `.html` object (a run report) is stored as
+/// text/html, so a browser shows it rather than downloading it.
 pub async fn put(client: &Client, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
+    let html = key
+        .ends_with(".html")
+        .then(|| "text/html; charset=utf-8".to_string());
     client
         .put_object()
         .bucket(bucket)
         .key(key)
+        .set_content_type(html)
         .body(body.into())
         .send()
         .await
@@ -183,6 +188,32 @@ pub async fn list(
                 },
             })
         }));
+    }
+    Ok(found)
+}
+
+/// The size in bytes of every object under `prefix` (all pages), by key: ListObjectsV2 only, no
+/// object is read (the Lambda's auto mode sizes a batch this way before deciding where to load it).
+pub async fn sizes(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<std::collections::HashMap<String, u64>> {
+    let mut found = std::collections::HashMap::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| s3_error("list", bucket, prefix, err))?;
+        for object in page.contents() {
+            if let Some(key) = object.key() {
+                let size = object.size().unwrap_or(0).max(0) as u64;
+                found.insert(key.to_string(), size);
+            }
+        }
     }
     Ok(found)
 }

@@ -11,7 +11,14 @@
 //! `file:///path#size=N,mtime=NANOS`. Rewriting a marker with the same bytes at the same key is
 //! the same marker (same ETag); write each batch's marker under a new key (a dated folder) or with
 //! different content to load again.
+//!
+//! **Shared mechanics.** Every trigger retries through [`backoff::retry`], gives up through
+//! [`give_up`] (one log line, one failure notice; a marker's give-up names the ledger row of its
+//! last failed run, see [`marker_given_up`]), and migrates once when it starts
+//! ([`migrate_at_start`]): its polls only read the ledger, and its health check is [`Db::ping`].
 
+#[cfg(feature = "aws")]
+pub mod auto;
 pub mod backoff;
 #[cfg(feature = "aws")]
 pub mod lambda;
@@ -24,7 +31,12 @@ use aws_lambda_events::event::s3::S3Event;
 
 #[cfg(feature = "aws")]
 use crate::aws::describe_sdk_error;
+use crate::context::{notify_not_started, Recipients};
+use crate::db::Db;
+use crate::error::Error;
 use crate::storage::{Listed, Location, Version};
+use crate::summary::Summary;
+use backoff::{retry, Backoff, Retried};
 
 /// Files whose name ends with this mark a batch as complete.
 pub const MARKER_SUFFIX: &str = ".SUCCESS";
@@ -142,6 +154,44 @@ pub fn listed_marker_ids(listed: &Listed) -> (String, Vec<String>) {
     }
 }
 
+/// The one give-up of every trigger (watch, queue, Lambda): the reason is logged once, as an
+/// error, and sent to every target as a failure notice saying `what` could not be done. The
+/// runs themselves are already in the ledger (load_runs, recorded by the load, failed ones too).
+pub async fn give_up(to: Recipients<'_>, what: &str, error: &Error) {
+    tracing::error!(what, "{error}");
+    notify_not_started(to.targets, to.notify_name, to.aws, what, error).await;
+}
+
+/// The give-up of a marker whose runs kept failing, as the error [`give_up`] sends: what becomes
+/// of the marker (`fate`: "not retried until watch restarts", "left to the dead-letter queue"),
+/// the marker, how many runs failed, the ledger row of the last failed run, and that run's error.
+/// The fate comes first: mail clients and readers see it before the long marker id.
+pub fn marker_given_up(marker: &str, failures: u32, fate: &str, last: &Summary) -> Error {
+    let ledger = match last.run_id {
+        Some(id) => format!(" The last is load_runs id {id}."),
+        None => String::new(),
+    };
+    Error::GaveUp(format!(
+        "{fate}: giving up on marker {marker} after {failures} failed runs.{ledger} Last error: \
+         {}",
+        last.error.as_deref().unwrap_or("unknown error")
+    ))
+}
+
+/// Brings the schema up to date once, when a long-running trigger starts (its polls after that
+/// only read the ledger). Retried like any other step of a trigger, since the database may still
+/// be starting; `backoff` sets how (one try with `--once`).
+pub async fn migrate_at_start(db: &Db, backoff: Backoff) -> Retried<()> {
+    retry("migrating the database", backoff, || async {
+        let applied = db.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(applied = applied.join(", "), "migrated the database");
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Decodes an object key from an S3 event notification: `+` stands for a space and the rest is
 /// percent-encoded (`%2F` for `/`).
 pub fn decode_event_key(key: &str) -> String {
@@ -248,5 +298,33 @@ mod tests {
         assert!(markers_in_event(&event("Stocks/AAPL.csv", "ObjectCreated:Put")).is_empty());
         assert!(markers_in_event(&event("x/.SUCCESS", "ObjectRemoved:Delete")).is_empty());
         assert!(markers_in_event(&event("x.SUCCESS.bak", "ObjectCreated:Put")).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod give_up_tests {
+    use super::*;
+    use crate::plan::Plan;
+
+    #[test]
+    fn a_marker_give_up_says_its_fate_first_and_names_the_ledger_row() {
+        let here = Location::Local(".".into());
+        let mut last = Summary::new(&Plan::new(here.clone(), here));
+        last.error = Some("companies index not found".into());
+        last.run_id = Some(42);
+        let text =
+            marker_given_up("s3://b/k/.SUCCESS#etag=e", 3, "left to the queue", &last).to_string();
+        assert_eq!(
+            text,
+            "left to the queue: giving up on marker s3://b/k/.SUCCESS#etag=e after 3 failed runs. \
+             The last is load_runs id 42. Last error: companies index not found"
+        );
+        // A failure the ledger could not record (the database was down) is still given up.
+        last.run_id = None;
+        let text = marker_given_up("m", 1, "f", &last).to_string();
+        assert_eq!(
+            text,
+            "f: giving up on marker m after 1 failed runs. Last error: companies index not found"
+        );
     }
 }

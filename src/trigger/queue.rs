@@ -4,26 +4,26 @@
 //! or the message is known to be useless. SQS delivers at least once; the marker record makes the
 //! load happen at most once. While a load runs, the message's visibility is extended.
 //!
-//! The loop rides out faults, each retry paced by [`Backoff`] and logged once: a failed
+//! The loop rides out faults, each retried through [`retry`] and logged once: a failed
 //! ReceiveMessage (SQS down, throttled) is retried; when PostgreSQL cannot be reached to check a
-//! marker, the message is released and nothing more is received until the database answers again
-//! (so an outage does not use up the message's receives and push it to the dead-letter queue); a
-//! failed DeleteMessage is retried a few times and then left: the message comes back after its
-//! visibility timeout and is recognised in the ledger as done, then deleted.
+//! marker, the message is released and nothing more is received until the database answers a
+//! ping again (so an outage does not use up the message's receives and push it to the
+//! dead-letter queue); a failed DeleteMessage is retried a few times and then left: the message
+//! comes back after its visibility timeout and is recognised in the ledger as done, then deleted.
+//! The schema is migrated once at start; checking a marker only reads.
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use indicatif::ProgressBar;
 
-use super::backoff::{pause, Backoff};
-use super::{markers_in_json, S3Marker};
+use super::backoff::{retry, Backoff, Retried};
+use super::{give_up, marker_given_up, markers_in_json, migrate_at_start, S3Marker};
 use crate::aws::{aws_error, describe_sdk_error, SdkFailure};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger;
 use crate::load::RunStatus;
-use crate::notify::{self, Notice};
 use crate::plan::Plan;
 use crate::storage::Location;
 
@@ -56,6 +56,9 @@ enum Disposition {
 /// DeleteMessage tries before the message is left to come back (and be recognised as done).
 const DELETE_TRIES: u32 = 4;
 
+/// The visibility timeout assumed when the queue does not report one (SQS's own default).
+const DEFAULT_VISIBILITY_SECS: i32 = 30;
+
 fn sqs_error<E>(action: &str, err: SdkFailure<E>) -> Error
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -64,112 +67,130 @@ where
 }
 
 /// Consumes until interrupted (or, with `once`, until the queue is empty). Returns runs started.
+/// The schema is migrated once here, before the first message; checking a marker only reads.
 pub async fn consume(ctx: &Context, template: &Plan, options: &QueueOptions) -> Result<u64> {
     let aws = ctx
         .aws
         .as_ref()
         .ok_or_else(|| Error::Config("--queue needs AWS configuration".into()))?;
     let sqs = aws.sqs();
-    let mut backoff = Backoff::new();
-    let visibility = loop {
-        match queue_visibility(&sqs, &options.queue_url).await {
-            Ok(visibility) => break visibility,
-            Err(err) if options.once => return Err(err),
-            Err(err) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(
-                    retry = backoff.failures(),
-                    "{err}; retrying in {:.1} s",
-                    delay.as_secs_f64()
-                );
-                if !pause(delay).await {
-                    return Ok(0);
-                }
-            }
-        }
+    // With --once every step is tried once and its error returned; otherwise retried.
+    let backoff = if options.once {
+        Backoff::new().tries(1)
+    } else {
+        Backoff::new()
     };
-    backoff.reset();
+    let visibility = retry(
+        "reading the queue's visibility timeout",
+        backoff.clone(),
+        || queue_visibility(&sqs, &options.queue_url),
+    );
+    let Some(visibility) = visibility.await.into_result()? else {
+        return Ok(0);
+    };
+    let migrated = migrate_at_start(&ctx.db, backoff.clone()).await;
+    if migrated.into_result()?.is_none() {
+        return Ok(0);
+    }
     tracing::info!(queue = %options.queue_url, visibility, "consuming S3 events");
+    let consumer = Consumer {
+        ctx,
+        template,
+        options,
+        sqs,
+        visibility,
+    };
     let mut runs = 0;
     loop {
-        let receive = sqs
-            .receive_message()
-            .queue_url(&options.queue_url)
-            .max_number_of_messages(1)
-            .wait_time_seconds(if options.once { 1 } else { 20 })
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount);
-        let received = tokio::select! {
-            received = receive.send() => received,
-            _ = crate::shutdown::requested_wait() => return Ok(runs),
+        let received = retry("receiving from the queue", backoff.clone(), || {
+            consumer.receive()
+        });
+        let Some(Some(messages)) = received.await.into_result()? else {
+            return Ok(runs);
         };
-        let received = match received {
-            Ok(received) => {
-                if backoff.failures() > 0 {
-                    tracing::info!("receiving from the queue works again");
-                }
-                backoff.reset();
-                received
-            }
-            Err(err) => {
-                let err = sqs_error("ReceiveMessage", err);
-                if options.once {
-                    return Err(err);
-                }
-                let delay = backoff.next_delay();
-                tracing::warn!(
-                    retry = backoff.failures(),
-                    "{err}; retrying in {:.1} s",
-                    delay.as_secs_f64()
-                );
-                if !pause(delay).await {
-                    return Ok(runs);
-                }
-                continue;
-            }
-        };
-        let messages = received.messages();
         if messages.is_empty() && options.once {
             return Ok(runs);
         }
-        let mut database_down = false;
+        let (started, database_down) = consumer.handle_all(&messages).await;
+        runs += started;
+        if database_down && !options.once && !wait_for_database(ctx).await {
+            return Ok(runs);
+        }
+    }
+}
+
+/// What consuming one queue needs at every message.
+struct Consumer<'a> {
+    ctx: &'a Context,
+    template: &'a Plan,
+    options: &'a QueueOptions,
+    sqs: aws_sdk_sqs::Client,
+    visibility: i32,
+}
+
+impl Consumer<'_> {
+    /// One long poll of the queue; `None` when a stop was requested meanwhile.
+    async fn receive(&self) -> Result<Option<Vec<Message>>> {
+        let receive = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.options.queue_url)
+            .max_number_of_messages(1)
+            .wait_time_seconds(if self.options.once { 1 } else { 20 })
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send();
+        tokio::select! {
+            received = receive => received
+                .map(|r| Some(r.messages().to_vec()))
+                .map_err(|e| sqs_error("ReceiveMessage", e)),
+            _ = crate::shutdown::requested_wait() => Ok(None),
+        }
+    }
+
+    /// Handles received messages; returns the runs started and whether the database was down
+    /// (the messages it left were released).
+    async fn handle_all(&self, messages: &[Message]) -> (u64, bool) {
+        let (mut runs, mut database_down) = (0, false);
         for message in messages {
             let receives: u32 = message
                 .attributes()
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
-            let receipt = message.receipt_handle().unwrap_or_default().to_string();
+            let receipt = message.receipt_handle().unwrap_or_default();
             let body = message.body().unwrap_or_default();
-            let (disposition, started) =
-                handle_message(ctx, template, options, body, receives, &receipt, visibility).await;
+            let (disposition, started) = handle_message(self, body, receives, receipt).await;
             runs += started;
+            let queue_url = &self.options.queue_url;
             match disposition {
-                Disposition::Delete => delete_message(&sqs, &options.queue_url, &receipt).await,
+                Disposition::Delete => delete_message(&self.sqs, queue_url, receipt).await,
                 Disposition::Keep => {}
                 // With --once nothing waits for the database: leave the message for later.
-                Disposition::Release if options.once => {}
+                Disposition::Release if self.options.once => {}
                 Disposition::Release => {
                     database_down = true;
-                    let released = sqs
-                        .change_message_visibility()
-                        .queue_url(&options.queue_url)
-                        .receipt_handle(&receipt)
-                        .visibility_timeout(0)
-                        .send()
-                        .await;
-                    if let Err(err) = released {
-                        tracing::warn!(
-                            "could not release the message (it comes back after its visibility \
-                             timeout): {}",
-                            describe_sdk_error(&err)
-                        );
-                    }
+                    release_message(&self.sqs, queue_url, receipt).await;
                 }
             }
         }
-        if database_down && !options.once && !wait_for_database(ctx).await {
-            return Ok(runs);
-        }
+        (runs, database_down)
+    }
+}
+
+/// Makes a message visible again at once (the database could not be asked about it).
+async fn release_message(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipt: &str) {
+    let released = sqs
+        .change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(receipt)
+        .visibility_timeout(0)
+        .send()
+        .await;
+    if let Err(err) = released {
+        tracing::warn!(
+            "could not release the message (it comes back after its visibility timeout): {}",
+            describe_sdk_error(&err)
+        );
     }
 }
 
@@ -185,68 +206,37 @@ async fn queue_visibility(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(30)
+        .unwrap_or(DEFAULT_VISIBILITY_SECS)
         .max(1))
 }
 
 /// Deletes a handled message, retrying a few times. When it still fails, the message comes back
 /// after its visibility timeout and is then recognised as done (its marker is in the ledger).
 async fn delete_message(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipt: &str) {
-    let mut backoff = Backoff::with_limits(Duration::from_millis(500), Duration::from_secs(5));
-    loop {
-        let deleted = sqs
-            .delete_message()
+    let backoff = Backoff::with_limits(Duration::from_millis(500), Duration::from_secs(5))
+        .tries(DELETE_TRIES);
+    let deleted = retry("deleting the message", backoff, || async {
+        sqs.delete_message()
             .queue_url(queue_url)
             .receipt_handle(receipt)
             .send()
-            .await;
-        let Err(err) = deleted else { return };
-        let err = sqs_error("DeleteMessage", err);
-        if backoff.failures() + 1 >= DELETE_TRIES {
-            tracing::warn!(
-                "{err}; giving up after {DELETE_TRIES} tries: the message will be delivered \
-                 again and recognised as done"
-            );
-            return;
-        }
-        let delay = backoff.next_delay();
+            .await
+            .map_err(|e| sqs_error("DeleteMessage", e))
+    });
+    if let Retried::Exhausted(err) = deleted.await {
         tracing::warn!(
-            retry = backoff.failures(),
-            "{err}; retrying in {:.1} s",
-            delay.as_secs_f64()
+            "{err}; giving up after {DELETE_TRIES} tries: the message will be delivered again \
+             and recognised as done"
         );
-        tokio::time::sleep(delay).await;
     }
 }
 
-/// Waits, backing off, until the database accepts a connection again (one log line per try).
+/// Waits, backing off, until the database answers again ([`Db::ping`]; one log line per try).
 /// False when interrupted.
 async fn wait_for_database(ctx: &Context) -> bool {
-    let mut backoff = Backoff::new();
-    let mut delay = backoff.next_delay();
-    tracing::warn!(
-        "waiting for the database before receiving more messages; next check in {:.1} s",
-        delay.as_secs_f64()
-    );
-    loop {
-        if !pause(delay).await {
-            return false;
-        }
-        match ledger::processed_markers(&ctx.db, &[]).await {
-            Ok(_) => {
-                tracing::info!("the database answers again");
-                return true;
-            }
-            Err(err) => {
-                delay = backoff.next_delay();
-                tracing::warn!(
-                    retry = backoff.failures(),
-                    "the database is still unavailable: {err}; next check in {:.1} s",
-                    delay.as_secs_f64()
-                );
-            }
-        }
-    }
+    tracing::warn!("waiting for the database before receiving more messages");
+    let answered = retry("reaching the database", Backoff::new(), || ctx.db.ping());
+    matches!(answered.await, Retried::Done(()))
 }
 
 /// The S3 event in a message body: sent by S3 directly, or wrapped in an SNS envelope.
@@ -265,15 +255,14 @@ fn is_test_event(body: &str) -> bool {
         .is_some_and(|v| v.get("Event").and_then(|e| e.as_str()) == Some("s3:TestEvent"))
 }
 
+/// Handles one message: what to do with it, and the runs it started.
 async fn handle_message(
-    ctx: &Context,
-    template: &Plan,
-    options: &QueueOptions,
+    consumer: &Consumer<'_>,
     body: &str,
     receives: u32,
     receipt: &str,
-    visibility: i32,
 ) -> (Disposition, u64) {
+    let (ctx, options) = (consumer.ctx, consumer.options);
     if is_test_event(body) {
         tracing::info!("s3:TestEvent: acknowledged");
         return (Disposition::Delete, 0);
@@ -315,23 +304,18 @@ async fn handle_message(
             disposition = Disposition::Keep;
             continue;
         }
-        let plan = plan_for(template, options, &marker);
+        let plan = plan_for(consumer.template, options, &marker);
         runs += 1;
         let progress = ProgressBar::hidden();
         let run = ctx.run(&plan, &progress);
+        let visibility = consumer.visibility;
         let report = keep_invisible(ctx, &options.queue_url, receipt, visibility, run).await;
         if report.summary.status == RunStatus::Failed {
             disposition = Disposition::Keep;
             if receives >= options.max_attempts {
-                let err = Error::GaveUp(format!(
-                    "left to the dead-letter queue after {receives} failed runs: marker {}. Last \
-                     error: {}",
-                    marker.id(),
-                    report.summary.error.as_deref().unwrap_or("unknown")
-                ));
-                tracing::error!("{err}");
-                let notice = Notice::from_error(&ctx.notify_name, "giving up on a marker", &err);
-                notify::send_all(&ctx.targets, &notice, ctx.aws.as_ref()).await;
+                let fate = "left to the dead-letter queue";
+                let err = marker_given_up(&marker.id(), receives, fate, &report.summary);
+                give_up(ctx.recipients(), "giving up on a marker", &err).await;
             }
         }
     }

@@ -4,23 +4,24 @@
 //! restart never reruns it.
 //!
 //! The loop rides out faults: a poll that cannot list the markers or check them in the database
-//! (S3 or PostgreSQL down, throttling) is retried with [`Backoff`], each retry logged once; a
-//! marker whose run fails is retried on later polls, also backed off, until `max_attempts`, and a
-//! notice says when it is given up.
+//! (S3 or PostgreSQL down, throttling) is retried through [`retry`], each retry logged once; a
+//! marker whose run fails is retried on later polls, also backed off, until `max_attempts`, and
+//! [`give_up`] says when it is given up. The schema is migrated once at start; polls only read.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
-use super::backoff::{pause, Backoff};
-use super::{listed_marker_ids, MARKER_SUFFIX};
+use super::backoff::{pause, retry, Backoff};
+use super::{give_up, listed_marker_ids, marker_given_up, migrate_at_start, MARKER_SUFFIX};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::db::Db;
+use crate::error::Result;
 use crate::ledger;
 use crate::load::RunStatus;
 use crate::plan::Plan;
-use crate::storage::Location;
+use crate::storage::{Location, Storage};
 
 /// How to watch.
 #[derive(Debug, Clone)]
@@ -52,60 +53,73 @@ struct Attempts {
 }
 
 /// Watches until interrupted (or after one pass with `once`). Returns the number of runs started.
+/// The schema is migrated once here, before the first poll; the polls only read.
 pub async fn watch(ctx: &Context, template: &Plan, options: &WatchOptions) -> Result<u64> {
+    // With --once every step is tried once and its error returned; otherwise retried.
+    let backoff = if options.once {
+        Backoff::new().tries(1)
+    } else {
+        Backoff::new().at_least(options.interval)
+    };
+    let migrated = migrate_at_start(&ctx.db, backoff.clone()).await;
+    if migrated.into_result()?.is_none() {
+        return Ok(0);
+    }
     let mut attempts: HashMap<String, Attempts> = HashMap::new();
     let mut runs = 0;
-    let mut backoff = Backoff::new();
     tracing::info!(monitored = %options.monitored, "watching for {MARKER_SUFFIX} markers");
     loop {
-        let wait = match poll(ctx, template, options, &mut attempts, &mut runs).await {
-            Ok(()) => {
-                if backoff.failures() > 0 {
-                    tracing::info!("polling works again");
-                }
-                backoff.reset();
-                options.interval
-            }
-            Err(err) if options.once => return Err(err),
-            Err(err) => {
-                let delay = backoff.next_delay().max(options.interval);
-                tracing::warn!(
-                    retry = backoff.failures(),
-                    "cannot check for markers: {err}; retrying in {:.1} s",
-                    delay.as_secs_f64()
-                );
-                delay
-            }
+        let pending = retry("polling", backoff.clone(), || {
+            pending_markers(&ctx.storage, &ctx.db, &options.monitored)
+        });
+        let Some(markers) = pending.await.into_result()? else {
+            break;
         };
+        runs += run_due(ctx, template, options, &mut attempts, markers).await;
         if options.once {
             return Ok(runs);
         }
-        if !pause(wait).await {
-            tracing::info!("interrupted; stopping");
-            return Ok(runs);
+        if !pause(options.interval).await {
+            break;
         }
     }
+    tracing::info!("interrupted; stopping");
+    Ok(runs)
 }
 
-/// One pass: list the markers, check which are done, run the others that are due.
-async fn poll(
-    ctx: &Context,
-    template: &Plan,
-    options: &WatchOptions,
-    attempts: &mut HashMap<String, Attempts>,
-    runs: &mut u64,
-) -> Result<()> {
-    let markers = find_markers(ctx, &options.monitored).await?;
+/// The markers under the monitored location that no committed run has loaded yet (checked in
+/// the ledger with one read; nothing is migrated here).
+pub async fn pending_markers(
+    storage: &Storage,
+    db: &Db,
+    monitored: &Location,
+) -> Result<Vec<FoundMarker>> {
+    let markers = find_markers(storage, monitored).await?;
     let ids: Vec<String> = markers
         .iter()
         .flat_map(|m| std::iter::once(m.id.clone()).chain(m.legacy_ids.iter().cloned()))
         .collect();
-    let done = ledger::processed_markers(&ctx.db, &ids).await?;
+    let done = ledger::processed_markers(db, &ids).await?;
+    Ok(markers
+        .into_iter()
+        .filter(|m| !done.contains(&m.id) && !m.legacy_ids.iter().any(|id| done.contains(id)))
+        .collect())
+}
+
+/// Runs the pending markers that are due (not given up, not backing off), one at a time;
+/// returns the runs started. A failed run is retried on a later poll, backed off, until
+/// `max_attempts`; then the marker is given up until watch restarts.
+async fn run_due(
+    ctx: &Context,
+    template: &Plan,
+    options: &WatchOptions,
+    attempts: &mut HashMap<String, Attempts>,
+    markers: Vec<FoundMarker>,
+) -> u64 {
+    // Markers loaded meanwhile (by this watch or another trigger) need no bookkeeping.
+    attempts.retain(|id, _| markers.iter().any(|m| &m.id == id));
+    let mut runs = 0;
     for marker in markers {
-        if done.contains(&marker.id) || marker.legacy_ids.iter().any(|id| done.contains(id)) {
-            attempts.remove(&marker.id);
-            continue;
-        }
         if let Some(tried) = attempts.get(&marker.id) {
             if tried.failures >= options.max_attempts || Instant::now() < tried.not_before {
                 continue;
@@ -113,13 +127,13 @@ async fn poll(
         }
         if crate::shutdown::requested().is_some() {
             // Stopping: leave the remaining markers to the next start.
-            return Ok(());
+            break;
         }
         tracing::info!(marker = %marker.id, "new marker: starting a run");
         let mut plan = template.clone();
         plan.marker = Some(marker.id.clone());
         let report = ctx.run(&plan, &ProgressBar::hidden()).await;
-        *runs += 1;
+        runs += 1;
         if report.summary.status != RunStatus::Failed {
             attempts.remove(&marker.id);
             continue;
@@ -132,34 +146,29 @@ async fn poll(
                 not_before: Instant::now(),
             });
         tried.failures += 1;
-        let error = report.summary.error.as_deref().unwrap_or("unknown error");
         if tried.failures >= options.max_attempts {
-            let err = Error::GaveUp(format!(
-                "giving up on marker {} after {} failed runs (until watch restarts). Last error: \
-                 {error}",
-                marker.id, tried.failures
-            ));
-            tracing::error!("{err}");
-            ctx.notify_error("giving up on a marker", &err).await;
+            let fate = "not retried until watch restarts";
+            let err = marker_given_up(&marker.id, tried.failures, fate, &report.summary);
+            give_up(ctx.recipients(), "giving up on a marker", &err).await;
         } else {
             let delay = tried.backoff.next_delay();
             tried.not_before = Instant::now() + delay;
             tracing::warn!(
                 marker = %marker.id,
-                "run {} of {} failed: {error}; retrying in {:.1} s or later",
+                "run {} of {} failed: {}; retrying in {:.1} s or later",
                 tried.failures,
                 options.max_attempts,
+                report.summary.error.as_deref().unwrap_or("unknown error"),
                 delay.as_secs_f64()
             );
         }
     }
-    Ok(())
+    runs
 }
 
 /// Every marker under the monitored location, ordered by id.
-pub async fn find_markers(ctx: &Context, monitored: &Location) -> Result<Vec<FoundMarker>> {
-    let mut markers: Vec<FoundMarker> = ctx
-        .storage
+pub async fn find_markers(storage: &Storage, monitored: &Location) -> Result<Vec<FoundMarker>> {
+    let mut markers: Vec<FoundMarker> = storage
         .list(monitored, MARKER_SUFFIX)
         .await?
         .iter()

@@ -17,6 +17,57 @@ use stockload::storage::{Location, Storage};
 
 pub mod services;
 
+/// Records that the running test could not run and returns, for the caller to end the test:
+/// prints a SKIPPED line and, when STOCKLOAD_SKIP_LOG names a file, appends
+/// `group<TAB>test<TAB>why` to it, so scripts/test.sh can count the skips in its summary
+/// (`cargo test` hides a passing test's output).
+pub fn skipped(group: &str, why: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    eprintln!("SKIPPED {test} ({group}): {why}");
+    if let Some(path) = std::env::var_os("STOCKLOAD_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{group}\t{test}\t{}\n", why.replace(['\t', '\n'], " "));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(line.as_bytes()))
+            .unwrap_or_else(|e| panic!("cannot record the skip in {path:?}: {e}"));
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; fails the test after `limit`, naming `what`.
+/// Polling re-checks the real condition each time: never a sleep standing in for an event.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_until_or(what, limit, check, String::new).await;
+}
+
+/// [`wait_until`], with `context` (e.g. a process's log) added to the timeout's message.
+pub async fn wait_until_or<F, Fut>(
+    what: &str,
+    limit: Duration,
+    mut check: F,
+    context: impl Fn() -> String,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 enum Server {
     Private(TempCluster),
     External(url::Url),

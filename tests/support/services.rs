@@ -38,7 +38,8 @@ pub fn tool(name: &str) -> PathBuf {
     )
 }
 
-fn free_port() -> u16 {
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -47,7 +48,7 @@ fn free_port() -> u16 {
 
 /// Starts `command` (a shell snippet) under the guard and waits until it prints `ready` on
 /// stdout or stderr (merged). Output after that is drained in the background.
-fn start(command: &str, ready: &str, port: u16) -> Service {
+pub fn start(command: &str, ready: &str, port: u16) -> Service {
     let script =
         format!("{command} 2>&1 & pid=$!; read _ignored; kill $pid 2>/dev/null; wait $pid");
     let mut child = Command::new("sh")
@@ -201,6 +202,10 @@ pub struct Smtp {
     pub service: Service,
     /// Its Maildir.
     pub maildir: PathBuf,
+    /// The one user it accepts for AUTH (sending without AUTH works too).
+    pub user: String,
+    /// That user's password, made up for this test process.
+    pub password: String,
 }
 
 /// Starts (once) and returns the SMTP server.
@@ -210,11 +215,19 @@ pub fn smtp() -> &'static Smtp {
         let port = free_port();
         let maildir = std::env::temp_dir().join(format!("stockload-mail-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&maildir);
+        let (user, password) = (
+            "ops".to_string(),
+            format!(
+                "smtp-PLANT-{}-{:016x}",
+                std::process::id(),
+                fastrand::u64(..)
+            ),
+        );
         let python = tool("python3");
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
         let service = start(
             &format!(
-                "'{}' '{}' {port} '{}'",
+                "'{}' '{}' {port} '{}' '{user}' '{password}'",
                 python.display(),
                 script.display(),
                 maildir.display()
@@ -222,7 +235,12 @@ pub fn smtp() -> &'static Smtp {
             "READY",
             port,
         );
-        Smtp { service, maildir }
+        Smtp {
+            service,
+            maildir,
+            user,
+            password,
+        }
     })
 }
 
@@ -237,6 +255,16 @@ impl Smtp {
 
     /// The raw text of every received message whose Subject is `subject`.
     pub fn messages(&self, subject: &str) -> Vec<String> {
+        self.matching(&format!("Subject: {subject}"))
+    }
+
+    /// The raw text of every received message addressed to `to` (one recipient).
+    pub fn messages_to(&self, to: &str) -> Vec<String> {
+        self.matching(&format!("X-RcptTo: {to}"))
+    }
+
+    /// The raw text of every received message with this header line.
+    fn matching(&self, header: &str) -> Vec<String> {
         let mut found = Vec::new();
         for folder in ["new", "cur"] {
             let Ok(entries) = std::fs::read_dir(self.maildir.join(folder)) else {
@@ -244,7 +272,7 @@ impl Smtp {
             };
             for entry in entries.flatten() {
                 let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                if text.lines().any(|l| l == format!("Subject: {subject}")) {
+                if text.lines().any(|l| l == header) {
                     found.push(text);
                 }
             }

@@ -29,6 +29,8 @@ pub struct Stats {
     pub mean_close_value: String,
     /// Status of the last run.
     pub last_run: String,
+    /// The current quality flags per check (sql/reports/quality_totals.sql).
+    pub quality_flags: String,
 }
 
 impl std::fmt::Display for Stats {
@@ -45,17 +47,23 @@ impl std::fmt::Display for Stats {
         writeln!(f, "  mean value_change: {}", self.mean_value_change)?;
         writeln!(f, "  mean open_value:   {}", self.mean_open_value)?;
         writeln!(f, "  mean close_value:  {}", self.mean_close_value)?;
-        writeln!(f, "  last run:          {}", self.last_run)
+        writeln!(f, "  last run:          {}", self.last_run)?;
+        writeln!(f, "  quality flags:     {}", self.quality_flags)
     }
 }
 
 /// Reads the stats row.
 pub async fn stats(conn: &mut PgConnection) -> Result<Stats> {
-    let row = sqlx::query(include_str!("../sql/reports/stats.sql"))
+    let row = sqlx::query(include_str!("../../sql/reports/stats.sql"))
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| Error::database("reading stats", e))?;
     let get = |i: usize| -> String { row.try_get::<String, _>(i).unwrap_or_default() };
+    let quality_flags: String =
+        sqlx::query_scalar(include_str!("../../sql/reports/quality_totals.sql"))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| Error::database("reading quality_flags", e))?;
     Ok(Stats {
         rows: get(0),
         companies: get(1),
@@ -66,6 +74,7 @@ pub async fn stats(conn: &mut PgConnection) -> Result<Stats> {
         mean_open_value: get(6),
         mean_close_value: get(7),
         last_run: get(8),
+        quality_flags,
     })
 }
 
@@ -76,7 +85,7 @@ pub async fn rejects(
     run_id: i64,
     limit: i64,
 ) -> Result<Vec<(String, Option<i64>, String)>> {
-    sqlx::query_as(include_str!("../sql/reports/rejects.sql"))
+    sqlx::query_as(include_str!("../../sql/reports/rejects.sql"))
         .bind(run_id)
         .bind(limit)
         .fetch_all(&mut *conn)
@@ -101,7 +110,7 @@ pub async fn export(conn: &mut PgConnection, target: &Location, reader: &Storage
 
 async fn copy_out(conn: &mut PgConnection, sink: &mut Sink<'_>) -> Result<u64> {
     let mut stream = conn
-        .copy_out_raw(include_str!("../sql/reports/export.sql"))
+        .copy_out_raw(include_str!("../../sql/reports/export.sql"))
         .await
         .map_err(|e| Error::database("starting the export", e))?;
     let mut written = 0u64;
