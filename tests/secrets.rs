@@ -312,6 +312,7 @@ fn other_runs(p: &Planted) -> Vec<Run> {
         Run::new("sql (one script)", &["sql", "insert_query.sql"], p),
         Run::new("export", &["export", "--to", &export], p),
         Run::new("report", &["report", "--to", &p.path("report.html")], p),
+        Run::new("quality", &["quality", "--json"], p),
         Run::new(
             "pipeline definition",
             &["pipeline", "definition", "--config", &config],
