@@ -28,7 +28,8 @@ struct Page<'a> {
     history_has_failures: bool,
     /// Under each sparkline: this run's value and the largest.
     spark_notes: [String; 3],
-    /// Time of the run outside its recorded steps (reading the index, staging, commit), ms.
+    /// Time of the run outside its recorded steps (reading the index, connecting, locks, commit),
+    /// ms.
     outside_steps: i64,
     /// Rows read per second.
     rows_per_second: String,
@@ -44,6 +45,17 @@ impl Page<'_> {
     /// A count with thousands separators (the template passes values or references).
     fn n(&self, value: impl Borrow<i64>) -> String {
         svg::number(*value.borrow() as f64)
+    }
+
+    /// The scripts the run executed, as `name:checksum` (its steps that are scripts: staging
+    /// has no checksum).
+    fn scripts(&self) -> Vec<String> {
+        self.data
+            .steps
+            .iter()
+            .filter(|s| !s.checksum.is_empty())
+            .map(|s| format!("{}:{}", s.step, s.checksum))
+            .collect()
     }
 
     /// Seconds as shown: `0.42 s`, `12.3 s`, `4 min 05 s`.
