@@ -5,7 +5,9 @@
 #
 #   checks      `stockload load` of the batch into an empty database, as shipped
 #   no-checks   the same load with --sql-dir set to a copy of sql/ whose quality_checks.sql does
-#               nothing: the load as it was before the checks (same binary, same everything else)
+#               nothing and whose stage_scope.sql notes first days only, as before the checks
+#               (it also counts the bars per day and company for them): the load as it was
+#               before the checks (same binary, same everything else)
 #   day         a daily append (1 new day x LISTED companies) into the loaded table, with checks
 #   day-none    the same day without checks (the day's rows deleted before each run)
 #
@@ -39,6 +41,14 @@ INDEX=$WORK/batch/CompanyNames/top_companies.txt
 rm -rf "$WORK/sql-none" && cp -r sql "$WORK/sql-none"
 printf -- '-- quality_checks.sql replaced for the bench: Reads nothing, writes nothing.\nSELECT 1;\n' \
   >"$WORK/sql-none/quality_checks.sql"
+cat >"$WORK/sql-none/stage_scope.sql" <<'SQL'
+-- stage_scope.sql as before the quality checks (for the bench): each company's first loaded day.
+INSERT INTO stockload_work.run_scope (run_id, company_name, first_date)
+SELECT current_setting('stockload.run_id')::bigint, s.company_name, min(s.stock_date)
+FROM stockload_stage AS s
+WHERE s.reject_kind IS NULL
+GROUP BY s.company_name;
+SQL
 
 # One new trading day per company, after the last day of its file.
 python3 - "$WORK" <<'PY'

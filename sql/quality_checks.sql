@@ -2,7 +2,9 @@
 -- or standalone from psql/pgAdmin/Data Pipeline for one run, like recompute_changes.sql.
 -- Reads: load_run_scope (each company's first loaded day of the run), historical_stocks_data,
 -- quality_flags; the run from setting stockload.quality_run, else stockload.run_id (set by the
--- load), else the last succeeded run.
+-- load), else the last succeeded run; settings stockload.load_path and stockload.change_basis
+-- (set by the load: they choose how the rows to check are found, below); on a first load
+-- stockload_work.run_scope and run_days (the staging session's counts, stage_scope.sql).
 -- Writes: quality_flags — the current flags of the rows the run touched and of the rows whose
 -- verdict depends on them (a fixed row loses its flag; a flag the run confirms keeps the run that
 -- raised it); quality_run_counts — per check, the flags on the run's days and the flags it
@@ -15,6 +17,21 @@
 -- daily append checks its own days against stored history (index range scans per company): the
 -- cost grows with the batch, not with the table. A batch that reaches back into stored days
 -- re-checks its companies from there to their last day.
+-- How they are found — two finders, one verdict:
+--   rows-read       (a daily append, standalone runs): every row above is read; the calendar is
+--                   learned from them; each evaluated row is checked.
+--   stored-changes  (the first load into an empty table, previous-close basis: the table holds
+--                   this run's rows only, with the daily_percent_change the load just computed):
+--                   the staging session counted the bars per day (the calendar) and per company
+--                   (who misses sessions) in each chunk; one parallel scan of the table, no sort
+--                   and no window, finds the suspects: bars a row-local check could flag, or
+--                   whose move from the previous close is large enough for a move-based check
+--                   (bounds derived from the settings below, so never tighter than the checks).
+--                   Only the suspects, and the rows of the companies that miss sessions, are
+--                   then checked, each read with the volatility_days + 1 days before it and the
+--                   day after as context.
+--   Both finders fill the same tables (stockload_quality_bars, _calendar); the checks below read
+--   only those, so both give the same flags (the tests compare them, and a Citus load too).
 -- The checks (one CTE each, unioned at the end) read one window pass over those rows
 -- (PARTITION BY company_name ORDER BY stock_date), so on Citus each company stays on its shard.
 -- Robust volatility, as in yfinance's price repair (_fix_prices_sudden_change leaves the outliers
@@ -22,8 +39,13 @@
 -- preceding volatility_days days, leaving out moves beyond normal_move_factor (a split, a 100×
 -- error or a crash is not the stock's normal volatility). Kept as whole micro-units so the sliding
 -- sum is exact and cheap (bigint sums slide without re-adding the frame).
-DROP TABLE IF EXISTS stockload_quality_settings, stockload_quality_scope, stockload_quality_found,
+DROP TABLE IF EXISTS stockload_quality_settings, stockload_quality_split_ratios,
+                     stockload_quality_scope, stockload_quality_days, stockload_quality_calendar,
+                     stockload_quality_off_days, stockload_quality_company_bars,
+                     stockload_quality_candidates,
+                     stockload_quality_context, stockload_quality_bars, stockload_quality_found,
                      stockload_quality_cleared;
+DROP VIEW IF EXISTS stockload_quality_rows;
 
 -- The thresholds, one row of named settings. volatility_days and split_persist_days are also
 -- written in the window pass below (a window frame or lead() offset takes no column).
@@ -47,7 +69,23 @@ SELECT coalesce(nullif(current_setting('stockload.quality_run', true), '')::bigi
        1.5::float8   AS unit_neighbours_agree,    -- which agree within ×/÷ 1.5
        0.9::float8   AS calendar_share,           -- a session: this share of the companies trade
        3             AS calendar_min_companies,   -- and at least this many
-       1             AS missing_min_sessions;     -- sessions missing before a bar to flag it
+       1             AS missing_min_sessions,     -- sessions missing before a bar to flag it
+       -- the finder: stored-changes only where the table holds just this run's rows (the load
+       -- says so) and their stored changes are close - previous close
+       CASE WHEN nullif(current_setting('stockload.quality_run', true), '') IS NULL
+                 AND current_setting('stockload.load_path', true) = 'empty'
+                 AND current_setting('stockload.change_basis', true) = 'previous-close'
+            THEN 'stored-changes' ELSE 'rows-read' END AS finder;
+
+-- The split ratios the split check knows (shares after per share before).
+CREATE TEMPORARY TABLE stockload_quality_split_ratios (label, shares_per_share) AS
+VALUES ('2:1', 2::float8), ('3:2', 1.5), ('3:1', 3), ('4:1', 4), ('5:1', 5), ('10:1', 10),
+       ('1:2 reverse', 0.5), ('2:3 reverse', 2 / 3::float8), ('1:3 reverse', 1 / 3::float8),
+       ('1:4 reverse', 0.25), ('1:5 reverse', 0.2), ('1:10 reverse', 0.1);
+
+-- The finder as a transaction-local setting: the scans below test it as a one-time filter
+-- (a constant for the planner, so the stored-changes scans can run in parallel).
+SELECT set_config('stockload.quality_finder', finder, true) FROM stockload_quality_settings;
 
 -- Per company of the run: first loaded day, the first day re-evaluated, the first day read, the
 -- last day.
@@ -72,53 +110,215 @@ CROSS JOIN LATERAL (
 
 ANALYZE stockload_quality_settings, stockload_quality_scope;
 
+-- A stored row as the checks read it, narrow: open and close as float8 for the ratios and logs
+-- below (only those two: a numeric's conversion is not free), and the stored values only on a
+-- bar the row-local checks will flag (odd_bar; NULL on every other day, so the sort and the
+-- windows carry little). A price outside 1e-150 .. 1e150 (a numeric can hold it, a float8 ratio
+-- of two might not) has no float: such a day gets no move-based verdict.
+CREATE TEMPORARY VIEW stockload_quality_rows AS
+SELECT h.company_name, h.stock_date,
+       CASE WHEN h.open_value BETWEEN 1e-150 AND 1e150 THEN h.open_value::float8 END AS open,
+       CASE WHEN h.close_value BETWEEN 1e-150 AND 1e150 THEN h.close_value::float8 END AS close,
+       CASE WHEN h.low_value > h.high_value OR h.open_value < h.low_value
+                 OR h.open_value > h.high_value OR h.close_value < h.low_value
+                 OR h.close_value > h.high_value
+                 OR least(h.open_value, h.high_value, h.low_value, h.close_value) <= 0
+                 OR h.volume_traded = 0
+            THEN ARRAY[h.open_value, h.high_value, h.low_value, h.close_value,
+                       h.volume_traded] END AS odd_bar
+FROM historical_stocks_data AS h;
+
+-- rows-read: the rows the checks read, each evaluated from its company's eval_from on. Read per
+-- company (an index range scan each): the cost follows the scope, whatever the planner believes
+-- about the table's size. (stored-changes adds its rows further down.)
+CREATE TEMPORARY TABLE stockload_quality_bars AS
+SELECT h.company_name, h.stock_date, h.open, h.close, h.stock_date >= sc.eval_from AS evaluated,
+       h.odd_bar
+FROM stockload_quality_scope AS sc
+CROSS JOIN LATERAL (SELECT * FROM stockload_quality_rows AS x
+                    WHERE x.company_name = sc.company_name AND x.stock_date >= sc.read_from
+                    OFFSET 0) AS h
+WHERE current_setting('stockload.quality_finder') = 'rows-read';
+
+-- The bars per day, for the calendar: rows-read counts the rows read; stored-changes sums what
+-- the staging session counted in each chunk of the load (stage_scope.sql).
+CREATE TEMPORARY TABLE stockload_quality_days AS
+SELECT d.stock_date, sum(d.bars) AS bars
+FROM stockload_work.run_days AS d
+WHERE current_setting('stockload.quality_finder') = 'stored-changes'
+  AND d.run_id = (SELECT run_id FROM stockload_quality_settings)
+GROUP BY d.stock_date
+UNION ALL
+SELECT b.stock_date, count(*)
+FROM stockload_quality_bars AS b
+GROUP BY b.stock_date;
+
+-- The trading calendar, learned from those bars: a session is a day on which at least
+-- calendar_share of the companies whose read range spans it have a bar (and at least
+-- calendar_min_companies do). sessions_through counts the sessions up to each day.
+CREATE TEMPORARY TABLE stockload_quality_calendar AS
+SELECT c.stock_date, c.with_bar, c.is_session,
+       sum(c.is_session) OVER (ORDER BY c.stock_date) AS sessions_through
+FROM (SELECT e.stock_date, sum(e.with_bar) AS with_bar,
+             CASE WHEN sum(e.with_bar) >= s.calendar_min_companies
+                   AND sum(e.with_bar) >= s.calendar_share
+                                          * sum(sum(e.spans)) OVER (ORDER BY e.stock_date)
+                  THEN 1 ELSE 0 END AS is_session
+      FROM (SELECT stock_date, bars AS with_bar, 0 AS spans FROM stockload_quality_days
+            UNION ALL
+            SELECT read_from, 0, 1 FROM stockload_quality_scope
+            UNION ALL
+            SELECT last_date + 1, 0, -1 FROM stockload_quality_scope) AS e
+      CROSS JOIN stockload_quality_settings AS s
+      GROUP BY e.stock_date, s.calendar_min_companies, s.calendar_share) AS c;
+
+CREATE UNIQUE INDEX ON stockload_quality_calendar (stock_date);
+ANALYZE stockload_quality_calendar;
+
+-- stored-changes: the days with bars that are no session (usually none).
+CREATE TEMPORARY TABLE stockload_quality_off_days AS
+SELECT c.stock_date FROM stockload_quality_calendar AS c
+WHERE c.is_session = 0 AND c.with_bar > 0
+  AND current_setting('stockload.quality_finder') = 'stored-changes';
+
+-- stored-changes: two parallel scans of the table, without sort or window.
+--   The bars per company on days that are no session, only when there are such days: with the
+--   bars per company stage_scope.sql counted, a company misses sessions where its span holds
+--   more sessions than its bars on sessions.
+--   The suspects: a bar a row-local check could flag (not low > 0 and open, close within
+--   [low, high]; or no volume), or a move from the previous close (daily_percent_change, which
+--   the load just computed from it) of at least jump_move — price_jump needs
+--   ln(jump_min_factor), unit_error ln(unit_factor / unit_tolerance) — or of at least
+--   split_move with an open at least ln(jump_min_factor) from the previous close
+--   (suspected_split). split_move: a split's gap is within ln(split_ratio_tolerance) +
+--   split_ratio_scale_multiple × scale of a ratio's size S and at least jump_scale_multiple ×
+--   scale, and its close stays within split_persist_share × S of its open; so its move is at
+--   least (S - ln(tolerance)) / (1 + scale_multiple / jump_scale_multiple) - persist_share × S
+--   for some ratio (0 if the settings allow less). Most rows cost two comparisons for the moves
+--   (the smaller bound first). The percent bounds are widened by 0.001 (the stored change is
+--   rounded to 6 decimals) and the gap factor by a millionth: never tighter than the checks.
+-- The days and bounds are written into the statements as constants (format()): the planner
+-- runs a scan in parallel only with constants (a value read per row from a setting, or a
+-- temporary table, would keep it on one core). It also expects most rows to pass the suspects'
+-- filter (it cannot know how the columns relate), so passing rows between processes is priced
+-- at nothing for these statements.
+DO $$
+DECLARE
+    k record;
+    tuple_cost_before text := current_setting('parallel_tuple_cost');
+BEGIN
+    SELECT s.run_id, s.finder = 'stored-changes' AS stored_changes,
+           least(j.jump_move, j.split_move) AS min_move, j.jump_move,
+           ln(s.jump_min_factor) AS gap_move,
+           (SELECT coalesce(array_agg(d.stock_date), '{}') FROM stockload_quality_off_days AS d)
+               AS off_days
+    INTO k
+    FROM stockload_quality_settings AS s
+    CROSS JOIN LATERAL (
+        SELECT greatest(least(ln(s.jump_min_factor), ln(s.unit_factor / s.unit_tolerance)), 0)
+                   AS jump_move,
+               CASE WHEN s.jump_scale_multiple > 0 AND s.split_ratio_scale_multiple >= 0
+                    THEN greatest((SELECT min((abs(ln(q.shares_per_share))
+                                               - ln(s.split_ratio_tolerance))
+                                              / (1 + s.split_ratio_scale_multiple
+                                                     / s.jump_scale_multiple)
+                                              - s.split_persist_share
+                                                * abs(ln(q.shares_per_share)))
+                                   FROM stockload_quality_split_ratios AS q), 0)
+                    ELSE 0 END AS split_move) AS j;
+    PERFORM set_config('parallel_tuple_cost', '0', true);
+    EXECUTE format($scan$
+        CREATE TEMPORARY TABLE stockload_quality_company_bars AS
+        SELECT w.company_name, w.bars, coalesce(off.bars, 0) AS off_session_bars
+        FROM stockload_work.run_scope AS w
+        LEFT JOIN (SELECT h.company_name, count(*) AS bars
+                   FROM historical_stocks_data AS h
+                   WHERE %s
+                   GROUP BY h.company_name) AS off ON off.company_name = w.company_name
+        WHERE %s AND w.run_id = %s
+        $scan$,
+        CASE WHEN k.off_days = '{}' THEN 'false'
+             ELSE format('h.stock_date = ANY (%L::date[])', k.off_days) END,
+        k.stored_changes::text, coalesce(k.run_id, 0));
+    EXECUTE format($scan$
+        CREATE TEMPORARY TABLE stockload_quality_candidates AS
+        SELECT h.company_name, h.stock_date
+        FROM historical_stocks_data AS h
+        WHERE %6$s
+          AND (NOT (h.low_value > 0 AND h.open_value BETWEEN h.low_value AND h.high_value
+                    AND h.close_value BETWEEN h.low_value AND h.high_value)
+               OR h.volume_traded = 0
+               OR (h.daily_percent_change >= %1$s OR h.daily_percent_change <= %2$s)
+                  AND (h.daily_percent_change >= %3$s OR h.daily_percent_change <= %4$s
+                       OR h.open_value > (h.close_value - h.value_change) * %5$s
+                       OR h.open_value * %5$s < h.close_value - h.value_change))
+        $scan$,
+        round((100 * (exp(k.min_move) - 1) - 0.001)::numeric, 6),
+        round((100 * (exp(-k.min_move) - 1) + 0.001)::numeric, 6),
+        round((100 * (exp(k.jump_move) - 1) - 0.001)::numeric, 6),
+        round((100 * (exp(-k.jump_move) - 1) + 0.001)::numeric, 6),
+        round((exp(k.gap_move) * (1 - 1e-6))::numeric, 9),
+        k.stored_changes::text);
+    PERFORM set_config('parallel_tuple_cost', tuple_cost_before, true);
+END
+$$;
+
+-- stored-changes: the rows after missed sessions, in the companies that miss any (a window pass
+-- over those companies only).
+INSERT INTO stockload_quality_candidates (company_name, stock_date)
+SELECT cb.company_name, r.stock_date
+FROM stockload_quality_settings AS s
+CROSS JOIN stockload_quality_company_bars AS cb
+JOIN stockload_quality_scope AS sc ON sc.company_name = cb.company_name
+JOIN stockload_quality_calendar AS first_day ON first_day.stock_date = sc.read_from
+JOIN stockload_quality_calendar AS last_day ON last_day.stock_date = sc.last_date
+CROSS JOIN LATERAL (
+    SELECT x.stock_date,
+           c.sessions_through - c.is_session
+               - lag(c.sessions_through) OVER (ORDER BY x.stock_date) AS missing
+    FROM historical_stocks_data AS x
+    JOIN stockload_quality_calendar AS c ON c.stock_date = x.stock_date
+    WHERE x.company_name = cb.company_name) AS r
+WHERE last_day.sessions_through - first_day.sessions_through + first_day.is_session
+          > cb.bars - cb.off_session_bars
+  AND r.missing >= s.missing_min_sessions;
+
+-- stored-changes: each suspect with its context — the volatility_days + 1 days before it (the
+-- volatility frame and the moves in it) and the day after — evaluated itself, its context not.
+CREATE TEMPORARY TABLE stockload_quality_context AS
+SELECT k.company_name, k.stock_date, bool_or(k.evaluated) AS evaluated
+FROM (SELECT c.company_name, c.stock_date, true AS evaluated
+      FROM stockload_quality_candidates AS c
+      UNION ALL
+      SELECT c.company_name, p.stock_date, false
+      FROM stockload_quality_candidates AS c
+      CROSS JOIN stockload_quality_settings AS s
+      CROSS JOIN LATERAL (SELECT x.stock_date FROM historical_stocks_data AS x
+                          WHERE x.company_name = c.company_name
+                            AND x.stock_date < c.stock_date
+                          ORDER BY x.stock_date DESC
+                          LIMIT s.volatility_days + 1) AS p
+      UNION ALL
+      SELECT c.company_name, n.stock_date, false
+      FROM stockload_quality_candidates AS c
+      CROSS JOIN LATERAL (SELECT x.stock_date FROM historical_stocks_data AS x
+                          WHERE x.company_name = c.company_name
+                            AND x.stock_date > c.stock_date
+                          ORDER BY x.stock_date
+                          LIMIT 1) AS n) AS k
+GROUP BY k.company_name, k.stock_date;
+
+INSERT INTO stockload_quality_bars (company_name, stock_date, open, close, evaluated, odd_bar)
+SELECT h.company_name, h.stock_date, h.open, h.close, k.evaluated, h.odd_bar
+FROM stockload_quality_context AS k
+JOIN stockload_quality_rows AS h
+  ON h.company_name = k.company_name AND h.stock_date = k.stock_date;
+
+ANALYZE stockload_quality_bars;
+
 CREATE TEMPORARY TABLE stockload_quality_found AS
 WITH settings AS (
     SELECT * FROM stockload_quality_settings
-),
--- The rows read, narrow: open and close as float8 for the ratios and logs below (only those two:
--- a numeric's conversion is not free), and the stored values only on a bar the row-local checks
--- will flag (odd_bar; NULL on every other day, so the sort and the windows carry little). A
--- price outside 1e-150 .. 1e150 (a numeric can hold it, a float8 ratio of two might not) has no
--- float: such a day gets no move-based verdict. Read per company (an index range scan each): the
--- cost follows the scope, whatever the planner believes about the table's size.
-bars AS (
-    SELECT h.company_name, h.stock_date,
-           CASE WHEN h.open_value BETWEEN 1e-150 AND 1e150 THEN h.open_value::float8 END AS open,
-           CASE WHEN h.close_value BETWEEN 1e-150 AND 1e150 THEN h.close_value::float8 END
-               AS close,
-           h.stock_date >= sc.eval_from AS evaluated,
-           CASE WHEN h.low_value > h.high_value OR h.open_value < h.low_value
-                     OR h.open_value > h.high_value OR h.close_value < h.low_value
-                     OR h.close_value > h.high_value
-                     OR least(h.open_value, h.high_value, h.low_value, h.close_value) <= 0
-                     OR h.volume_traded = 0
-                THEN ARRAY[h.open_value, h.high_value, h.low_value, h.close_value,
-                           h.volume_traded] END AS odd_bar
-    FROM stockload_quality_scope AS sc
-    CROSS JOIN LATERAL (SELECT * FROM historical_stocks_data AS x
-                        WHERE x.company_name = sc.company_name AND x.stock_date >= sc.read_from
-                        OFFSET 0) AS h
-),
--- The trading calendar, learned from the rows read: a session is a day on which at least
--- calendar_share of the companies whose read range spans it have a bar (and at least
--- calendar_min_companies do). sessions_through counts the sessions up to each day.
-calendar AS (
-    SELECT c.stock_date, c.is_session,
-           sum(c.is_session) OVER (ORDER BY c.stock_date) AS sessions_through
-    FROM (SELECT e.stock_date,
-                 CASE WHEN sum(e.with_bar) >= s.calendar_min_companies
-                       AND sum(e.with_bar) >= s.calendar_share
-                                              * sum(sum(e.spans)) OVER (ORDER BY e.stock_date)
-                      THEN 1 ELSE 0 END AS is_session
-          FROM (SELECT stock_date, count(*) AS with_bar, 0 AS spans
-                FROM bars GROUP BY stock_date
-                UNION ALL
-                SELECT read_from, 0, 1 FROM stockload_quality_scope
-                UNION ALL
-                SELECT last_date + 1, 0, -1 FROM stockload_quality_scope) AS e
-          CROSS JOIN settings AS s
-          GROUP BY e.stock_date, s.calendar_min_companies, s.calendar_share) AS c
 ),
 -- Each day beside its neighbours: previous day and close, the close two days back (is the
 -- previous day a 100× error?), the next close, and the sessions missing since the previous bar.
@@ -134,8 +334,8 @@ neighbours AS (
            CASE WHEN b.open > 0 AND lag(b.close) OVER w > 0
                 THEN ln(b.open / lag(b.close) OVER w) END AS gap,
            c.sessions_through - c.is_session - lag(c.sessions_through) OVER w AS missing
-    FROM bars AS b
-    JOIN calendar AS c ON c.stock_date = b.stock_date
+    FROM stockload_quality_bars AS b
+    JOIN stockload_quality_calendar AS c ON c.stock_date = b.stock_date
     WINDOW w AS (PARTITION BY b.company_name ORDER BY b.stock_date)
 ),
 -- The company's recent normal volatility: sum and count of its normal moves in the frame. (In
@@ -172,11 +372,6 @@ suspects AS (
            OR abs(r.move) >= (SELECT ln(jump_min_factor) FROM settings)
            OR abs(r.gap) >= (SELECT ln(jump_min_factor) FROM settings)
            OR r.missing >= (SELECT missing_min_sessions FROM settings))
-),
-split_ratios (label, shares_per_share) AS (
-    VALUES ('2:1', 2::float8), ('3:2', 1.5), ('3:1', 3), ('4:1', 4), ('5:1', 5), ('10:1', 10),
-           ('1:2 reverse', 0.5), ('2:3 reverse', 2 / 3::float8), ('1:3 reverse', 1 / 3::float8),
-           ('1:4 reverse', 0.25), ('1:5 reverse', 0.2), ('1:10 reverse', 0.1)
 ),
 ohlc_inconsistent AS (
     SELECT x.company_name, x.stock_date, 'ohlc_inconsistent' AS check_name, 'error' AS severity,
@@ -221,7 +416,7 @@ suspected_split AS (
     FROM suspects AS x
     CROSS JOIN settings AS s
     CROSS JOIN LATERAL (SELECT q.label, ln(q.shares_per_share) AS size
-                        FROM split_ratios AS q
+                        FROM stockload_quality_split_ratios AS q
                         ORDER BY abs(x.gap + ln(q.shares_per_share))
                         LIMIT 1) AS r
     -- the range of the closes from this day to split_persist_days on (an index probe each)
@@ -329,5 +524,9 @@ CROSS JOIN (VALUES ('ohlc_inconsistent', 'error'), ('nonpositive_price', 'error'
                    ('missing_sessions', 'warning')) AS k (check_name, severity)
 WHERE s.run_id IS NOT NULL;
 
-DROP TABLE stockload_quality_settings, stockload_quality_scope, stockload_quality_found,
-           stockload_quality_cleared;
+DROP VIEW stockload_quality_rows;
+DROP TABLE stockload_quality_settings, stockload_quality_split_ratios, stockload_quality_scope,
+           stockload_quality_days, stockload_quality_calendar, stockload_quality_off_days,
+           stockload_quality_company_bars,
+           stockload_quality_candidates, stockload_quality_context, stockload_quality_bars,
+           stockload_quality_found, stockload_quality_cleared;

@@ -144,8 +144,8 @@ async fn run_batch(
     let run_id = ledger::start_run(ledger_conn, plan, &record.started_at).await?;
     summary.run_id = Some(run_id);
     ledger::take_run(&mut tx, run_id).await?;
-    transform::set_inputs(&mut tx, run_id, plan.basis, distributed).await?;
     let path = LoadPath::choose(&mut tx, distributed).await?;
+    transform::set_inputs(&mut tx, run_id, plan.basis, path.name(), distributed).await?;
     let steps = path.steps(&Scripts {
         dir: plan.sql_dir.clone(),
     })?;

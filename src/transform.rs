@@ -138,8 +138,10 @@ impl Scripts {
 }
 
 /// Passes the run's inputs to the scripts as transaction-local settings: `stockload.run_id`
-/// (record_rejects.sql, the ledger) and `stockload.change_basis` (insert_query.sql,
-/// update_changes.sql). Must run inside the load transaction, before the first script.
+/// (record_rejects.sql, the ledger), `stockload.change_basis` (insert_query.sql,
+/// update_changes.sql) and `stockload.load_path`, the path's name (quality_checks.sql: on a
+/// first load it finds its rows from the changes just stored). Must run inside the load
+/// transaction, before the first script.
 ///
 /// On Citus (`distributed`) the settings are made with `SET LOCAL` and
 /// `citus.propagate_set_commands = 'local'`, so the statements Citus runs on the workers see them
@@ -148,14 +150,16 @@ pub async fn set_inputs(
     conn: &mut PgConnection,
     run_id: i64,
     basis: ChangeBasis,
+    path: &str,
     distributed: bool,
 ) -> Result<()> {
     if distributed {
-        // Both values are ours (a number and one of two fixed words): nothing to quote.
+        // The values are ours (a number and fixed words): nothing to quote.
         let statements = format!(
             "SET LOCAL citus.propagate_set_commands = 'local'; \
              SET LOCAL stockload.run_id = '{run_id}'; \
-             SET LOCAL stockload.change_basis = '{}'",
+             SET LOCAL stockload.change_basis = '{}'; \
+             SET LOCAL stockload.load_path = '{path}'",
             basis.as_str()
         );
         sqlx::raw_sql(AssertSqlSafe(statements))
@@ -164,12 +168,17 @@ pub async fn set_inputs(
             .map_err(|e| Error::database("setting the run's inputs for the scripts", e))?;
         return Ok(());
     }
-    sqlx::query("SELECT set_config('stockload.run_id', $1, true), set_config('stockload.change_basis', $2, true)")
-        .bind(run_id.to_string())
-        .bind(basis.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| Error::database("setting the run's inputs for the scripts", e))?;
+    sqlx::query(
+        "SELECT set_config('stockload.run_id', $1, true), \
+                set_config('stockload.change_basis', $2, true), \
+                set_config('stockload.load_path', $3, true)",
+    )
+    .bind(run_id.to_string())
+    .bind(basis.as_str())
+    .bind(path)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| Error::database("setting the run's inputs for the scripts", e))?;
     Ok(())
 }
 

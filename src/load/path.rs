@@ -45,6 +45,15 @@ impl LoadPath {
         })
     }
 
+    /// The path's name, as the scripts see it (setting `stockload.load_path`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadPath::Append => "append",
+            LoadPath::Empty => "empty",
+            LoadPath::Citus => "citus",
+        }
+    }
+
     /// True on Citus: the scripts' inputs are set so that the workers see them too.
     pub fn distributed(self) -> bool {
         self == LoadPath::Citus
@@ -75,7 +84,7 @@ impl LoadPath {
                 per_chunk: vec!["insert_empty.sql"],
                 transform: vec!["record_staged.sql", "add_key.sql"],
                 checks: vec![QUALITY_CHECKS],
-                cleanup: vec![],
+                cleanup: vec!["clear_staged.sql"],
             },
             LoadPath::Citus => StepNames {
                 prepare: vec![],
