@@ -536,3 +536,242 @@ async fn extreme_prices_load_and_get_no_move_verdicts() {
     assert_eq!(report.summary.rows_loaded, 6);
     assert!(flags(&db).await.is_empty(), "{:?}", flags(&db).await);
 }
+
+/// A fault the finder test plants (at a row of a company's bars).
+#[derive(Debug, Clone)]
+enum Fault {
+    /// One bar scaled (a 100× day, a one-day halving, a random move).
+    Day(usize, f64),
+    /// Every bar from the row on scaled (a split, a crash, a rally that holds).
+    From(usize, f64),
+    Zero(usize),
+    LowAboveHigh(usize),
+    OpenAboveHigh(usize),
+    Stale(usize),
+    /// Bars removed from the row on: missing sessions.
+    Drop(usize, usize),
+}
+
+impl Fault {
+    /// The fault with its row no later than `last`.
+    fn at_most(self, last: usize) -> Fault {
+        match self {
+            Fault::Day(r, f) => Fault::Day(r.min(last), f),
+            Fault::From(r, f) => Fault::From(r.min(last), f),
+            Fault::Zero(r) => Fault::Zero(r.min(last)),
+            Fault::LowAboveHigh(r) => Fault::LowAboveHigh(r.min(last)),
+            Fault::OpenAboveHigh(r) => Fault::OpenAboveHigh(r.min(last)),
+            Fault::Stale(r) => Fault::Stale(r.min(last)),
+            Fault::Drop(r, n) => Fault::Drop(r.min(last), n),
+        }
+    }
+}
+
+/// A company of the finder test: its volatility, its first row (a late listing) and faults.
+#[derive(Debug, Clone)]
+struct Company {
+    sigma: f64,
+    start: usize,
+    faults: Vec<Fault>,
+}
+
+fn fault() -> impl proptest::strategy::Strategy<Value = Fault> {
+    use proptest::prelude::*;
+    let factor = prop_oneof![
+        Just(100.0),
+        Just(0.01),
+        Just(0.5),
+        Just(2.0),
+        Just(1.0 / 1.5),
+        Just(1.5),
+        Just(3.0),
+        Just(0.1),
+        Just(10.0),
+        0.3f64..3.0,
+        0.85f64..1.18,
+    ];
+    let row = 0..DAYS;
+    prop_oneof![
+        (row.clone(), factor.clone()).prop_map(|(r, f)| Fault::Day(r, f)),
+        (row.clone(), factor).prop_map(|(r, f)| Fault::From(r, f)),
+        row.clone().prop_map(Fault::Zero),
+        row.clone().prop_map(Fault::LowAboveHigh),
+        row.clone().prop_map(Fault::OpenAboveHigh),
+        row.clone().prop_map(Fault::Stale),
+        (row, 1usize..12).prop_map(|(r, n)| Fault::Drop(r, n)),
+    ]
+}
+
+fn company() -> impl proptest::strategy::Strategy<Value = Company> {
+    use proptest::prelude::*;
+    (
+        prop_oneof![0.002f64..0.01, 0.01f64..0.07],
+        prop_oneof![3 => Just(0usize), 1 => 0usize..250],
+        proptest::collection::vec(fault(), 0..3),
+    )
+        .prop_map(|(sigma, start, faults)| Company {
+            sigma,
+            start,
+            faults,
+        })
+}
+
+fn faulty_bars(rng: &mut fastrand::Rng, c: &Company) -> Vec<Bar> {
+    let mut bars = clean(rng, c.sigma);
+    for f in &c.faults {
+        // Rows are drawn for the full calendar; an earlier Drop may have shortened it.
+        let last = bars.len() - 1;
+        match f.clone().at_most(last) {
+            Fault::Day(r, factor) => scale(&mut bars[r], factor),
+            Fault::From(r, factor) => bars[r..].iter_mut().for_each(|b| scale(b, factor)),
+            Fault::Zero(r) => scale(&mut bars[r], 0.0),
+            Fault::LowAboveHigh(r) => bars[r].low = bars[r].high * 1.02,
+            Fault::OpenAboveHigh(r) => bars[r].open = bars[r].high * 1.02,
+            Fault::Stale(r) => {
+                let level = bars[r].close;
+                bars[r] = Bar {
+                    open: level,
+                    high: level,
+                    low: level,
+                    volume: 0,
+                    ..bars[r].clone()
+                };
+            }
+            Fault::Drop(r, n) => {
+                let end = (r + n).min(bars.len() - 1);
+                if r < end {
+                    bars.drain(r..end);
+                }
+            }
+        }
+    }
+    let start = c.start.min(bars.len() - 1);
+    bars.split_off(start)
+}
+
+/// (company, day, check, severity, detail) of every flag.
+type FlagRow = (String, String, String, String, String);
+
+async fn flag_rows(conn: &mut sqlx::PgConnection) -> BTreeSet<FlagRow> {
+    sqlx::query_as::<_, FlagRow>(
+        "SELECT company_name, stock_date::text, check_name, severity, detail FROM quality_flags",
+    )
+    .fetch_all(conn)
+    .await
+    .expect("reading quality_flags")
+    .into_iter()
+    .collect()
+}
+
+/// Runs quality_checks.sql for `run_id` as the load named `path` would (in a transaction rolled
+/// back after): the finder it chose and the flags it raised from none.
+async fn checks_as(db: &TestDb, run_id: i64, path: &str) -> (String, BTreeSet<FlagRow>) {
+    use sqlx::Connection;
+    let mut conn = db.conn().await;
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query(
+        "SELECT set_config('stockload.run_id', $1, true), \
+                set_config('stockload.load_path', $2, true), \
+                set_config('stockload.change_basis', 'previous-close', true)",
+    )
+    .bind(run_id.to_string())
+    .bind(path)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::raw_sql("DELETE FROM quality_flags")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let text = stockload::transform::embedded("quality_checks.sql").unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(text.to_string()))
+        .execute(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("quality_checks.sql as the {path} path: {e}"));
+    let finder: String = sqlx::query_scalar("SELECT current_setting('stockload.quality_finder')")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    let flags = flag_rows(&mut tx).await;
+    tx.rollback().await.unwrap();
+    (finder, flags)
+}
+
+/// The scripts as embedded, but the staging counts kept after the load (clear_staged.sql does
+/// nothing), so the checks can run again as the first load ran them.
+fn scripts_keeping_the_counts() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("citus")).unwrap();
+    for name in stockload::transform::list() {
+        let text = stockload::transform::embedded(name).unwrap();
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("clear_staged.sql"),
+        "-- kept for the test: Reads nothing, writes nothing.\nSELECT 1;\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// The first load finds the rows to check from the changes it stored and the staging session's
+/// counts (stored-changes: a scan for suspects, then only those checked); every other run reads
+/// every row of its scope (rows-read). On generated companies with generated faults — any
+/// volatility, late listings, splits, crashes, 100× days, broken bars, missing sessions, faults
+/// side by side or on the first and last rows — both finders give the same flags, word for word,
+/// and those are the flags the load itself raised.
+#[test]
+fn the_first_loads_finder_gives_the_flags_of_reading_every_row() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let scripts = scripts_keeping_the_counts();
+    let cases = std::env::var("STOCKLOAD_PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(24);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    // At least 10 companies: a day one of them misses is still a session (calendar_share 0.9).
+    let strategy = (any::<u64>(), proptest::collection::vec(company(), 10..16));
+    let result = runner.run(&strategy, |(seed, companies)| {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let files: Vec<(String, String)> = companies
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("C{i}.csv"), csv_of(&faulty_bars(&mut rng, c))))
+            .collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        let index = files
+            .iter()
+            .map(|(n, _)| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let batch = Batch::new(&refs, &index);
+        runtime.block_on(async {
+            let db = TestDb::new().await;
+            let mut plan = batch.plan();
+            plan.sql_dir = Some(scripts.path().to_path_buf());
+            let report = db.load_plan(&plan).await;
+            prop_assert!(report.error.is_none(), "{:?}", report.error);
+            let run_id = report.summary.run_id.unwrap();
+            let loaded = flag_rows(&mut db.conn().await).await;
+            let (finder, stored) = checks_as(&db, run_id, "empty").await;
+            prop_assert_eq!(finder, "stored-changes");
+            let (finder, read) = checks_as(&db, run_id, "append").await;
+            prop_assert_eq!(finder, "rows-read");
+            prop_assert_eq!(&stored, &read, "stored-changes against rows-read");
+            prop_assert_eq!(&loaded, &stored, "the load's own flags");
+            Ok::<(), TestCaseError>(())
+        })
+    });
+    if let Err(err) = result {
+        panic!("{err}");
+    }
+}
