@@ -42,8 +42,7 @@
 DROP TABLE IF EXISTS stockload_quality_settings, stockload_quality_split_ratios,
                      stockload_quality_scope, stockload_quality_days, stockload_quality_calendar,
                      stockload_quality_off_days, stockload_quality_company_bars,
-                     stockload_quality_candidates,
-                     stockload_quality_context, stockload_quality_bars, stockload_quality_found,
+                     stockload_quality_candidates, stockload_quality_bars, stockload_quality_found,
                      stockload_quality_cleared;
 DROP VIEW IF EXISTS stockload_quality_rows;
 
@@ -284,35 +283,29 @@ WHERE last_day.sessions_through - first_day.sessions_through + first_day.is_sess
   AND r.missing >= s.missing_min_sessions;
 
 -- stored-changes: each suspect with its context — the volatility_days + 1 days before it (the
--- volatility frame and the moves in it) and the day after — evaluated itself, its context not.
-CREATE TEMPORARY TABLE stockload_quality_context AS
-SELECT k.company_name, k.stock_date, bool_or(k.evaluated) AS evaluated
-FROM (SELECT c.company_name, c.stock_date, true AS evaluated
-      FROM stockload_quality_candidates AS c
-      UNION ALL
-      SELECT c.company_name, p.stock_date, false
+-- volatility frame and the moves in it) and the day after — read by index range scans from the
+-- suspect; a day in the context of several suspects is kept once, evaluated if it is a suspect.
+INSERT INTO stockload_quality_bars (company_name, stock_date, open, close, evaluated, odd_bar)
+SELECT DISTINCT ON (k.company_name, k.stock_date)
+       k.company_name, k.stock_date, k.open, k.close, k.evaluated, k.odd_bar
+FROM (SELECT r.company_name, r.stock_date, r.open, r.close, r.stock_date = c.stock_date AS evaluated,
+             r.odd_bar
       FROM stockload_quality_candidates AS c
       CROSS JOIN stockload_quality_settings AS s
-      CROSS JOIN LATERAL (SELECT x.stock_date FROM historical_stocks_data AS x
+      CROSS JOIN LATERAL (SELECT * FROM stockload_quality_rows AS x
                           WHERE x.company_name = c.company_name
-                            AND x.stock_date < c.stock_date
+                            AND x.stock_date <= c.stock_date
                           ORDER BY x.stock_date DESC
-                          LIMIT s.volatility_days + 1) AS p
+                          LIMIT s.volatility_days + 2) AS r
       UNION ALL
-      SELECT c.company_name, n.stock_date, false
+      SELECT r.company_name, r.stock_date, r.open, r.close, false, r.odd_bar
       FROM stockload_quality_candidates AS c
-      CROSS JOIN LATERAL (SELECT x.stock_date FROM historical_stocks_data AS x
+      CROSS JOIN LATERAL (SELECT * FROM stockload_quality_rows AS x
                           WHERE x.company_name = c.company_name
                             AND x.stock_date > c.stock_date
                           ORDER BY x.stock_date
-                          LIMIT 1) AS n) AS k
-GROUP BY k.company_name, k.stock_date;
-
-INSERT INTO stockload_quality_bars (company_name, stock_date, open, close, evaluated, odd_bar)
-SELECT h.company_name, h.stock_date, h.open, h.close, k.evaluated, h.odd_bar
-FROM stockload_quality_context AS k
-JOIN stockload_quality_rows AS h
-  ON h.company_name = k.company_name AND h.stock_date = k.stock_date;
+                          LIMIT 1) AS r) AS k
+ORDER BY k.company_name, k.stock_date, k.evaluated DESC;
 
 ANALYZE stockload_quality_bars;
 
@@ -528,5 +521,5 @@ DROP VIEW stockload_quality_rows;
 DROP TABLE stockload_quality_settings, stockload_quality_split_ratios, stockload_quality_scope,
            stockload_quality_days, stockload_quality_calendar, stockload_quality_off_days,
            stockload_quality_company_bars,
-           stockload_quality_candidates, stockload_quality_context, stockload_quality_bars,
+           stockload_quality_candidates, stockload_quality_bars,
            stockload_quality_found, stockload_quality_cleared;
