@@ -636,12 +636,13 @@ async fn ledger_rows(db: &TestDb) -> (Option<String>, Option<String>) {
     (rejects, scope)
 }
 
-/// The work schema once no load runs: only its two work tables, both empty.
+/// The work schema once no load runs: only its three work tables, all empty.
 async fn work_left(db: &TestDb) -> Option<String> {
     db.scalar(
         "SELECT string_agg(relname, ',' ORDER BY relname) || ' / ' || \
          (SELECT count(*) FROM stockload_work.run_rejects) || ' ' || \
-         (SELECT count(*) FROM stockload_work.run_scope) \
+         (SELECT count(*) FROM stockload_work.run_scope) || ' ' || \
+         (SELECT count(*) FROM stockload_work.run_days) \
          FROM pg_class WHERE relnamespace = 'stockload_work'::regnamespace AND relkind = 'r'",
     )
     .await
@@ -716,7 +717,7 @@ async fn chunked_loads_equal_one_chunk_and_the_append_path() {
             assert!(rejects.as_deref().unwrap_or("").contains("row|"), "{label}");
             assert_eq!(
                 work_left(&db).await,
-                some("run_rejects,run_scope / 0 0"),
+                some("run_days,run_rejects,run_scope / 0 0 0"),
                 "{label}"
             );
             assert_eq!(
@@ -756,7 +757,10 @@ async fn a_failed_chunked_load_leaves_no_work_behind() {
     let error = report.error.expect("too many rejects").to_string();
     assert!(error.contains("rejected"), "{error}");
     assert_eq!(db.rows().await.len(), 0);
-    assert_eq!(work_left(&db).await, some("run_rejects,run_scope / 0 0"));
+    assert_eq!(
+        work_left(&db).await,
+        some("run_days,run_rejects,run_scope / 0 0 0")
+    );
     assert_eq!(
         db.scalar("SELECT count(*)::text FROM pg_constraint WHERE conname = 'historical_stocks_data_pkey'")
             .await,
@@ -767,6 +771,7 @@ async fn a_failed_chunked_load_leaves_no_work_behind() {
     sqlx::raw_sql(
         "CREATE UNLOGGED TABLE stockload_work.stage_424242_1 (x int); \
          INSERT INTO stockload_work.run_scope VALUES (424242, 'GONE', '2001-01-01'); \
+         INSERT INTO stockload_work.run_days VALUES (424242, '2001-01-01', 1); \
          INSERT INTO stockload_work.run_rejects (run_id, kind, file, reason) \
          VALUES (424242, 'file', 'gone.csv', 'killed')",
     )
@@ -796,7 +801,7 @@ async fn a_failed_chunked_load_leaves_no_work_behind() {
     assert!(report.error.is_none(), "{:?}", report.error);
     assert_eq!(
         work_left(&db).await,
-        some("run_rejects,run_scope,stage_424243_1 / 0 0")
+        some("run_days,run_rejects,run_scope,stage_424243_1 / 0 0 0")
     );
     assert_eq!(
         db.scalar("SELECT count(*)::text FROM load_run_scope WHERE company_name = 'GONE'")
@@ -807,7 +812,10 @@ async fn a_failed_chunked_load_leaves_no_work_behind() {
     // The next load (here into the table now holding rows) drops it.
     let report = db.load_plan(&plan).await;
     assert!(report.error.is_none(), "{:?}", report.error);
-    assert_eq!(work_left(&db).await, some("run_rejects,run_scope / 0 0"));
+    assert_eq!(
+        work_left(&db).await,
+        some("run_days,run_rejects,run_scope / 0 0 0")
+    );
 }
 
 /// A row the parser accepts but PostgreSQL refuses inside COPY (here: a staging table changed
@@ -863,6 +871,9 @@ async fn a_copy_error_names_the_file_and_line_in_both_paths() {
         );
         assert!(error.contains("numeric field overflow"), "{error}");
         assert_eq!(db.rows().await, before);
-        assert_eq!(work_left(&db).await, some("run_rejects,run_scope / 0 0"));
+        assert_eq!(
+            work_left(&db).await,
+            some("run_days,run_rejects,run_scope / 0 0 0")
+        );
     }
 }

@@ -222,6 +222,11 @@ mod tests {
                 .unwrap_or_else(|| panic!("{path:?} runs no quality checks"));
             assert!(check >= names.transform.len(), "{path:?}: {finish:?}");
         }
+        // The staging session's counts are removed last, after the checks that read them.
+        assert_eq!(
+            LoadPath::Empty.script_names().finish().last(),
+            Some(&"clear_staged.sql")
+        );
         // Citus empties its staging tables last, after any check that reads them.
         assert_eq!(
             LoadPath::Citus.script_names().finish().last(),
