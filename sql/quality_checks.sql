@@ -82,8 +82,8 @@ VALUES ('2:1', 2::float8), ('3:2', 1.5), ('3:1', 3), ('4:1', 4), ('5:1', 5), ('1
        ('1:2 reverse', 0.5), ('2:3 reverse', 2 / 3::float8), ('1:3 reverse', 1 / 3::float8),
        ('1:4 reverse', 0.25), ('1:5 reverse', 0.2), ('1:10 reverse', 0.1);
 
--- The finder as a transaction-local setting: the scans below test it as a one-time filter
--- (a constant for the planner, so the stored-changes scans can run in parallel).
+-- The finder as a transaction-local setting: each statement below that belongs to one finder
+-- tests it as a one-time filter, and reads nothing when the other finder runs.
 SELECT set_config('stockload.quality_finder', finder, true) FROM stockload_quality_settings;
 
 -- Per company of the run: first loaded day, the first day re-evaluated, the first day read, the
