@@ -1,6 +1,7 @@
 //! S3 reads and writes for sources, index files and exports, through aws-sdk-s3.
 
 use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
+use aws_sdk_s3::types::Object;
 use aws_sdk_s3::Client;
 
 use crate::aws::{describe_sdk_error, SdkFailure};
@@ -158,14 +159,8 @@ pub async fn put(client: &Client, bucket: &str, key: &str, body: Vec<u8>) -> Res
         .map_err(|err| s3_error("put", bucket, key, err))
 }
 
-/// Every object under `prefix` (all pages) whose key ends with `suffix`, with its ETag and
-/// LastModified.
-pub async fn list(
-    client: &Client,
-    bucket: &str,
-    prefix: &str,
-    suffix: &str,
-) -> Result<Vec<super::Listed>> {
+/// Every object under `prefix`, all pages (ListObjectsV2; nothing is read).
+async fn objects(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<Object>> {
     let mut found = Vec::new();
     let mut pages = client
         .list_objects_v2()
@@ -175,7 +170,23 @@ pub async fn list(
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|err| s3_error("list", bucket, prefix, err))?;
-        found.extend(page.contents().iter().filter_map(|o| {
+        found.extend(page.contents.unwrap_or_default());
+    }
+    Ok(found)
+}
+
+/// Every object under `prefix` (all pages) whose key ends with `suffix`, with its ETag and
+/// LastModified.
+pub async fn list(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<super::Listed>> {
+    let found = objects(client, bucket, prefix).await?;
+    Ok(found
+        .iter()
+        .filter_map(|o| {
             let key = o.key().filter(|k| k.ends_with(suffix))?;
             Some(super::Listed {
                 location: super::Location::S3 {
@@ -187,9 +198,8 @@ pub async fn list(
                     last_modified: o.last_modified().map(|t| t.to_string()).unwrap_or_default(),
                 },
             })
-        }));
-    }
-    Ok(found)
+        })
+        .collect())
 }
 
 /// The size in bytes of every object under `prefix` (all pages), by key: ListObjectsV2 only, no
@@ -199,23 +209,11 @@ pub async fn sizes(
     bucket: &str,
     prefix: &str,
 ) -> Result<std::collections::HashMap<String, u64>> {
-    let mut found = std::collections::HashMap::new();
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| s3_error("list", bucket, prefix, err))?;
-        for object in page.contents() {
-            if let Some(key) = object.key() {
-                let size = object.size().unwrap_or(0).max(0) as u64;
-                found.insert(key.to_string(), size);
-            }
-        }
-    }
-    Ok(found)
+    let found = objects(client, bucket, prefix).await?;
+    Ok(found
+        .iter()
+        .filter_map(|o| Some((o.key()?.to_string(), o.size().unwrap_or(0).max(0) as u64)))
+        .collect())
 }
 
 /// Builds the S3 error for `action` on `s3://bucket/key` from the SDK's error: its short
