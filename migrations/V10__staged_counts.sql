@@ -1,14 +1,11 @@
 -- V10: what the staging session counts in each chunk of a load into an empty table, for the
 -- data-quality checks of that first load (quality_checks.sql learns its trading calendar from the
 -- bars per day and finds the companies that miss sessions from the bars per company, without
--- reading the table again). Kept until the load's checks have run (clear_staged.sql), like the
--- rest of stockload_work nothing here outlives a run.
+-- reading the table again). Kept until the load's checks have run (clear_staged.sql): like
+-- everything in stockload_work, nothing here outlives a run.
 ALTER TABLE stockload_work.run_scope
-    ADD COLUMN IF NOT EXISTS last_date date,
     ADD COLUMN IF NOT EXISTS bars bigint;
 
-COMMENT ON COLUMN stockload_work.run_scope.last_date IS
-    'The company''s last loaded day in the run (stage_scope.sql).';
 COMMENT ON COLUMN stockload_work.run_scope.bars IS
     'How many rows the run loads for the company (stage_scope.sql).';
 

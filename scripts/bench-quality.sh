@@ -38,17 +38,7 @@ fi
 STOCKS=$WORK/batch/Stocks
 INDEX=$WORK/batch/CompanyNames/top_companies.txt
 # The scripts without the checks: every other script as shipped.
-rm -rf "$WORK/sql-none" && cp -r sql "$WORK/sql-none"
-printf -- '-- quality_checks.sql replaced for the bench: Reads nothing, writes nothing.\nSELECT 1;\n' \
-  >"$WORK/sql-none/quality_checks.sql"
-cat >"$WORK/sql-none/stage_scope.sql" <<'SQL'
--- stage_scope.sql as before the quality checks (for the bench): each company's first loaded day.
-INSERT INTO stockload_work.run_scope (run_id, company_name, first_date)
-SELECT current_setting('stockload.run_id')::bigint, s.company_name, min(s.stock_date)
-FROM stockload_stage AS s
-WHERE s.reject_kind IS NULL
-GROUP BY s.company_name;
-SQL
+bench_sql_without_checks "$WORK/sql-none"
 
 # One new trading day per company, after the last day of its file.
 python3 - "$WORK" <<'PY'

@@ -4,6 +4,8 @@
 #   scripts/bench.sh [LISTED]        (default 1000 listed files of 2520 rows, faults included)
 #
 #   stockload        `stockload load` of the batch into an empty database (release build)
+#   no-checks        the same load without the data-quality checks (--sql-dir: a copy of sql/ as
+#                    before them, scripts/lib/bench.sh); which of the two goes first alternates
 #   copy             psql `\copy` of stockload's own final rows into the same empty keyed table:
 #                    the design's limit
 #   duckdb           a DuckDB script (scripts/bench/duckdb_load.py: read_csv over the listed files,
@@ -70,6 +72,7 @@ with open(os.path.join(work, "day", "date"), "w") as f:
 PY
 
 bench_cluster
+bench_sql_without_checks "$WORK/sql-none"
 
 measure() { # label command... ; appends "label seconds rss_kb" to $WORK/results
   local label=$1; shift
@@ -88,8 +91,9 @@ newdb() { # name: an empty database with the schema
   psql -qX "$URL" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
   DATABASE_URL=$base/$1 "$BIN" migrate >/dev/null
 }
-load() { # db label index
-  DATABASE_URL=$base/$1 measure "$2" "$BIN" load --source "$STOCKS" --companies "$3" --json
+load() { # db label index [more load arguments]
+  local db=$1 label=$2 index=$3; shift 3
+  DATABASE_URL=$base/$db measure "$label" "$BIN" load --source "$STOCKS" --companies "$index" --json "$@"
 }
 
 # stockload's own final rows, once, for the \copy limit.
@@ -130,8 +134,15 @@ EOF
 
 for rep in $(seq "$REPS"); do
   echo "round $rep of $REPS ..."
-  for db in s c d p; do newdb "${db}_$rep"; done
-  load "s_$rep" "stockload.$rep" "$INDEX"
+  for db in s n c d p; do newdb "${db}_$rep"; done
+  if [ $((rep % 2)) = 1 ]; then
+    load "s_$rep" "stockload.$rep" "$INDEX"
+    load "n_$rep" "no-checks.$rep" "$INDEX" --sql-dir "$WORK/sql-none"
+  else
+    load "n_$rep" "no-checks.$rep" "$INDEX" --sql-dir "$WORK/sql-none"
+    load "s_$rep" "stockload.$rep" "$INDEX"
+  fi
+  psql -qX "$URL" -c "DROP DATABASE n_$rep" >/dev/null
   if [ -n "${BENCH_BASELINE:-}" ]; then # another stockload binary, e.g. a build of the previous commit
     psql -qX "$URL" -c "CREATE DATABASE b_$rep" >/dev/null
     DATABASE_URL=$base/b_$rep "$BENCH_BASELINE" migrate >/dev/null  # its own migrations
@@ -171,12 +182,13 @@ for line in open(f"{work}/results"):
 med = {k: statistics.median(s for s, _ in v) for k, v in runs.items()}
 rss = {k: max(r for _, r in v) / 1024 for k, v in runs.items()}
 print(f"\n{'':16}{'median s':>10}{'runs':>6}{'peak RSS':>12}")
-for k in ["stockload", "baseline", "copy", "duckdb", "plain", "double", "day", "rerun", "follow-up", "follow-up-all"]:
+for k in ["stockload", "no-checks", "baseline", "copy", "duckdb", "plain", "double", "day", "rerun", "follow-up", "follow-up-all"]:
     if k in med:
         print(f"{k:16}{med[k]:>10.2f}{len(runs[k]):>6}{rss[k]:>9.1f} MB")
 print()
 s = med["stockload"]
-print(f"stockload / copy    {s / med['copy']:.2f}x   (goal <= 1.2x)")
+print(f"stockload / no-checks  {s / med['no-checks']:.2f}x   (the data-quality checks' cost; goal <= 1.15x)")
+print(f"stockload / copy    {s / med['copy']:.2f}x   (goal <= 1.2x; without the checks: {med['no-checks'] / med['copy']:.2f}x)")
 print(f"stockload / duckdb  {s / med['duckdb']:.2f}x   (goal < 1)")
 print(f"stockload / plain   {s / med['plain']:.2f}x")
 if "baseline" in med:

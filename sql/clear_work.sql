@@ -1,8 +1,8 @@
 -- clear_work.sql — drops what failed or killed loads left in stockload_work.
 -- Runs at the start of every load (not on Citus) and after a failed load.
--- Reads: the catalog. Writes: drops the staging chunks (stockload_work.stage_*)
--- and deletes the work rows (stockload_work.run_rejects, run_scope, run_days) of runs that ended without
--- removing them (a failed or killed run); with setting stockload.clear_run set, only that run's.
+-- Reads: the catalog. Writes: drops the staging chunks (stockload_work.stage_*) and deletes the
+-- work rows (stockload_work.run_rejects, run_scope, run_days) of runs that ended without removing
+-- them (a failed or killed run); with setting stockload.clear_run set, only that run's.
 -- A running load's chunks are never met: runs take turns (advisory lock), and a failed run's
 -- clean-up names its own run.
 DO $$

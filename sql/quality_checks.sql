@@ -288,8 +288,8 @@ WHERE last_day.sessions_through - first_day.sessions_through + first_day.is_sess
 INSERT INTO stockload_quality_bars (company_name, stock_date, open, close, evaluated, odd_bar)
 SELECT DISTINCT ON (k.company_name, k.stock_date)
        k.company_name, k.stock_date, k.open, k.close, k.evaluated, k.odd_bar
-FROM (SELECT r.company_name, r.stock_date, r.open, r.close, r.stock_date = c.stock_date AS evaluated,
-             r.odd_bar
+FROM (SELECT r.company_name, r.stock_date, r.open, r.close,
+             r.stock_date = c.stock_date AS evaluated, r.odd_bar
       FROM stockload_quality_candidates AS c
       CROSS JOIN stockload_quality_settings AS s
       CROSS JOIN LATERAL (SELECT * FROM stockload_quality_rows AS x

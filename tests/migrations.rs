@@ -22,7 +22,7 @@ const LANDED: &[(i32, &str, u64)] = &[
     (7, "quality_flags", 12908285351116042277),
     (8, "load_run_steps", 14295192238563565468),
     (9, "marker_decisions", 9364394000707718189),
-    (10, "staged_counts", 8237887497538999562),
+    (10, "staged_counts", 5559151709382252346),
 ];
 
 fn folder() -> PathBuf {

@@ -2,6 +2,9 @@
 #   bench_setup PREFIX   the work folder ($WORK: BENCH_DIR or a new /tmp/PREFIX.XXXXXX), the tools
 #                        checked, the release build ($BIN)
 #   bench_cluster        a throwaway cluster ($URL, $base) removed when the script exits
+#   bench_sql_without_checks DIR
+#                        a copy of sql/ in DIR as the load ran before the data-quality checks:
+#                        quality_checks.sql does nothing, stage_scope.sql notes first days only
 
 bench_setup() {
   WORK=${BENCH_DIR:-$(mktemp -d "/tmp/$1.XXXXXX")}
@@ -22,4 +25,18 @@ bench_cluster() {
   pg_in=${PG[1]}
   trap 'exec {pg_in}>&-; wait "$PG_PID" 2>/dev/null || true' EXIT
   base=${URL%/postgres}
+}
+
+bench_sql_without_checks() {
+  rm -rf "$1" && cp -r sql "$1"
+  printf -- '-- quality_checks.sql replaced for the bench: Reads nothing, writes nothing.\nSELECT 1;\n' \
+    >"$1/quality_checks.sql"
+  cat >"$1/stage_scope.sql" <<'SQL'
+-- stage_scope.sql as before the quality checks (for the bench): each company's first loaded day.
+INSERT INTO stockload_work.run_scope (run_id, company_name, first_date)
+SELECT current_setting('stockload.run_id')::bigint, s.company_name, min(s.stock_date)
+FROM stockload_stage AS s
+WHERE s.reject_kind IS NULL
+GROUP BY s.company_name;
+SQL
 }
