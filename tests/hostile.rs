@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use sqlx::Row;
 use stockload::load::RunStatus;
 
@@ -322,15 +322,7 @@ fn generated_files_and_index_lines_never_sink_a_batch() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let paths = [LoadPath::Empty, LoadPath::Append];
     let dbs = paths.map(|path| runtime.block_on(database_for(path)));
-    let cases = std::env::var("STOCKLOAD_PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(64);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = crate::support::proptest_runner(64);
     // Each case down both paths, from the same files.
     let result = runner.run(&case(), |case| {
         let batch = write_case(&case);

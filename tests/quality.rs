@@ -202,6 +202,11 @@ fn batch(p: &Planted, from: NaiveDate, to: NaiveDate) -> Batch {
         })
         .filter(|(_, text)| text.lines().count() > 1)
         .collect();
+    listed_batch(&files)
+}
+
+/// A batch of these (file name, text) files, every one listed.
+fn listed_batch(files: &[(String, String)]) -> Batch {
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(n, t)| (n.as_str(), t.as_str()))
@@ -723,18 +728,10 @@ fn scripts_keeping_the_counts() -> tempfile::TempDir {
 #[test]
 fn the_first_loads_finder_gives_the_flags_of_reading_every_row() {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use proptest::test_runner::TestCaseError;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let scripts = scripts_keeping_the_counts();
-    let cases = std::env::var("STOCKLOAD_PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(24);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = crate::support::proptest_runner(24);
     // At least 10 companies: a day one of them misses is still a session (calendar_share 0.9).
     let strategy = (any::<u64>(), proptest::collection::vec(company(), 10..16));
     let result = runner.run(&strategy, |(seed, companies)| {
@@ -744,16 +741,7 @@ fn the_first_loads_finder_gives_the_flags_of_reading_every_row() {
             .enumerate()
             .map(|(i, c)| (format!("C{i}.csv"), csv_of(&faulty_bars(&mut rng, c))))
             .collect();
-        let refs: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(n, t)| (n.as_str(), t.as_str()))
-            .collect();
-        let index = files
-            .iter()
-            .map(|(n, _)| format!("'{n}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let batch = Batch::new(&refs, &index);
+        let batch = listed_batch(&files);
         runtime.block_on(async {
             let db = TestDb::new().await;
             let mut plan = batch.plan();

@@ -449,3 +449,17 @@ pub fn tls_cluster(files: &CertFiles) -> TempCluster {
     TempCluster::start_tls(&[("fsync", "off")], &files.cert, &files.key)
         .expect("cannot start a throwaway PostgreSQL with ssl=on")
 }
+
+/// A proptest runner of `default_cases` cases (STOCKLOAD_PROPTEST_CASES overrides it), without
+/// failure files: each failing case is printed, shrunk, in the test's panic.
+pub fn proptest_runner(default_cases: u32) -> proptest::test_runner::TestRunner {
+    let cases = std::env::var("STOCKLOAD_PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default_cases);
+    proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })
+}
