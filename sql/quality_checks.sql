@@ -140,17 +140,27 @@ CROSS JOIN LATERAL (SELECT * FROM stockload_quality_rows AS x
 WHERE current_setting('stockload.quality_finder') = 'rows-read';
 
 -- The bars per day, for the calendar: rows-read counts the rows read; stored-changes sums what
--- the staging session counted in each chunk of the load (stage_scope.sql).
+-- the staging session counted in each chunk of the load (stage_scope.sql). stockload_work is
+-- named only in statements run for stored-changes (EXECUTE): a standalone run needs no access
+-- to it.
 CREATE TEMPORARY TABLE stockload_quality_days AS
-SELECT d.stock_date, sum(d.bars) AS bars
-FROM stockload_work.run_days AS d
-WHERE current_setting('stockload.quality_finder') = 'stored-changes'
-  AND d.run_id = (SELECT run_id FROM stockload_quality_settings)
-GROUP BY d.stock_date
-UNION ALL
-SELECT b.stock_date, count(*)
+SELECT b.stock_date, count(*) AS bars
 FROM stockload_quality_bars AS b
 GROUP BY b.stock_date;
+
+DO $$
+BEGIN
+    IF current_setting('stockload.quality_finder') = 'stored-changes' THEN
+        EXECUTE $counted$
+            INSERT INTO stockload_quality_days (stock_date, bars)
+            SELECT d.stock_date, sum(d.bars)
+            FROM stockload_work.run_days AS d
+            WHERE d.run_id = (SELECT run_id FROM stockload_quality_settings)
+            GROUP BY d.stock_date
+        $counted$;
+    END IF;
+END
+$$;
 
 -- The trading calendar, learned from those bars: a session is a day on which at least
 -- calendar_share of the companies whose read range spans it have a bar (and at least
@@ -225,6 +235,13 @@ BEGIN
                                                 * abs(ln(q.shares_per_share)))
                                    FROM stockload_quality_split_ratios AS q), 0)
                     ELSE 0 END AS split_move) AS j;
+    IF NOT k.stored_changes THEN
+        CREATE TEMPORARY TABLE stockload_quality_company_bars
+            (company_name text COLLATE "C", bars bigint, off_session_bars bigint);
+        CREATE TEMPORARY TABLE stockload_quality_candidates
+            (company_name text COLLATE "C", stock_date date);
+        RETURN;
+    END IF;
     PERFORM set_config('parallel_tuple_cost', '0', true);
     EXECUTE format($scan$
         CREATE TEMPORARY TABLE stockload_quality_company_bars AS
@@ -234,30 +251,28 @@ BEGIN
                    FROM historical_stocks_data AS h
                    WHERE %s
                    GROUP BY h.company_name) AS off ON off.company_name = w.company_name
-        WHERE %s AND w.run_id = %s
+        WHERE w.run_id = %s
         $scan$,
         CASE WHEN k.off_days = '{}' THEN 'false'
              ELSE format('h.stock_date = ANY (%L::date[])', k.off_days) END,
-        k.stored_changes::text, coalesce(k.run_id, 0));
+        coalesce(k.run_id, 0));
     EXECUTE format($scan$
         CREATE TEMPORARY TABLE stockload_quality_candidates AS
         SELECT h.company_name, h.stock_date
         FROM historical_stocks_data AS h
-        WHERE %6$s
-          AND (NOT (h.low_value > 0 AND h.open_value BETWEEN h.low_value AND h.high_value
-                    AND h.close_value BETWEEN h.low_value AND h.high_value)
-               OR h.volume_traded = 0
-               OR (h.daily_percent_change >= %1$s OR h.daily_percent_change <= %2$s)
-                  AND (h.daily_percent_change >= %3$s OR h.daily_percent_change <= %4$s
-                       OR h.open_value > (h.close_value - h.value_change) * %5$s
-                       OR h.open_value * %5$s < h.close_value - h.value_change))
+        WHERE NOT (h.low_value > 0 AND h.open_value BETWEEN h.low_value AND h.high_value
+                   AND h.close_value BETWEEN h.low_value AND h.high_value)
+           OR h.volume_traded = 0
+           OR (h.daily_percent_change >= %1$s OR h.daily_percent_change <= %2$s)
+              AND (h.daily_percent_change >= %3$s OR h.daily_percent_change <= %4$s
+                   OR h.open_value > (h.close_value - h.value_change) * %5$s
+                   OR h.open_value * %5$s < h.close_value - h.value_change)
         $scan$,
         round((100 * (exp(k.min_move) - 1) - 0.001)::numeric, 6),
         round((100 * (exp(-k.min_move) - 1) + 0.001)::numeric, 6),
         round((100 * (exp(k.jump_move) - 1) - 0.001)::numeric, 6),
         round((100 * (exp(-k.jump_move) - 1) + 0.001)::numeric, 6),
-        round((exp(k.gap_move) * (1 - 1e-6))::numeric, 9),
-        k.stored_changes::text);
+        round((exp(k.gap_move) * (1 - 1e-6))::numeric, 9));
     PERFORM set_config('parallel_tuple_cost', tuple_cost_before, true);
 END
 $$;

@@ -9,7 +9,7 @@ use chrono::{Datelike, NaiveDate, Weekday};
 use stockload::load::RunStatus;
 use stockload::plan::ChangeBasis;
 
-use crate::support::{stockload, Batch, TestDb};
+use crate::support::{stockload, url_as, Batch, TestDb};
 
 /// (company, day, check) of a flag.
 type FlagKey = (String, String, String);
@@ -402,14 +402,30 @@ async fn the_script_runs_on_its_own_and_the_cli_lists_the_flags() {
     let db = TestDb::new().await;
     load_ok(&db, &batch(&p, from, to)).await;
     let mut conn = db.conn().await;
-    sqlx::raw_sql("DELETE FROM quality_flags")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    // Standalone, as from psql: the last succeeded run.
+    // Standalone, as from psql: the last succeeded run, by a role that may read the data and
+    // write the flags, and nothing else (no access to stockload_work).
+    let name = url::Url::parse(&db.url).unwrap().path()[1..].to_string();
+    let (role, password) = (format!("checker_{name}"), "checker-pw-41c2");
+    for statement in [
+        "DELETE FROM quality_flags".to_string(),
+        format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+        format!("GRANT SELECT ON historical_stocks_data, load_runs, load_run_scope TO {role}"),
+        format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON quality_flags, quality_run_counts TO {role}"
+        ),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let mut checker =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&url_as(&db, &role, password))
+            .await
+            .unwrap();
     let text = stockload::transform::embedded("quality_checks.sql").unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(text.to_string()))
-        .execute(&mut conn)
+        .execute(&mut checker)
         .await
         .expect("quality_checks.sql runs on its own");
     assert_eq!(flags(&db).await, p.expected);

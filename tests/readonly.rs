@@ -5,7 +5,7 @@
 use sqlx::Connection;
 use stockload::plan::ChangeBasis;
 
-use crate::support::{csv, stockload, Batch, TestDb};
+use crate::support::{csv, stockload, url_as, Batch, TestDb};
 
 fn text(output: &std::process::Output) -> String {
     format!(
@@ -13,14 +13,6 @@ fn text(output: &std::process::Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-/// `db`'s URL with another login.
-fn url_as(db: &TestDb, user: &str, password: &str) -> String {
-    let mut url = url::Url::parse(&db.url).unwrap();
-    url.set_username(user).unwrap();
-    url.set_password(Some(password)).unwrap();
-    url.to_string()
 }
 
 /// The tables and applied migrations: what a read-only command must leave as it found them.

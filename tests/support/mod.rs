@@ -463,3 +463,11 @@ pub fn proptest_runner(default_cases: u32) -> proptest::test_runner::TestRunner 
         ..proptest::test_runner::Config::default()
     })
 }
+
+/// `db`'s URL with another login.
+pub fn url_as(db: &TestDb, user: &str, password: &str) -> String {
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(user).unwrap();
+    url.set_password(Some(password)).unwrap();
+    url.to_string()
+}
