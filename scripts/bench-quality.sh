@@ -4,10 +4,10 @@
 #   scripts/bench-quality.sh [LISTED]   (default 1000 listed files of 2520 rows, faults included)
 #
 #   checks      `stockload load` of the batch into an empty database, as shipped
-#   no-checks   the same load with --sql-dir set to a copy of sql/ whose quality_checks.sql does
-#               nothing and whose stage_scope.sql notes first days only, as before the checks
-#               (it also counts the bars per day and company for them): the load as it was
-#               before the checks (same binary, same everything else)
+#   no-checks   the same load with --sql-dir set to a copy of sql/ as before the checks
+#               (scripts/lib/bench.sh): quality_checks.sql does nothing, and stage_scope.sql notes
+#               first days only, without the counts per day and company the checks read (same
+#               binary, same everything else)
 #   day         a daily append (1 new day x LISTED companies) into the loaded table, with checks
 #   day-none    the same day without checks (the day's rows deleted before each run)
 #
@@ -37,7 +37,7 @@ if [ ! -f "$WORK/batch/CompanyNames/top_companies.txt" ]; then
 fi
 STOCKS=$WORK/batch/Stocks
 INDEX=$WORK/batch/CompanyNames/top_companies.txt
-# The scripts without the checks: every other script as shipped.
+# The scripts without the checks; every other script as shipped.
 bench_sql_without_checks "$WORK/sql-none"
 
 # One new trading day per company, after the last day of its file.
